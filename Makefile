@@ -1,0 +1,37 @@
+# The commands the README tells a newcomer about. Everything else is an implementation detail.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is pinned and installed on its own first: any other torch requirement makes pip pull
+# several GB of CUDA wheels on a CPU-only machine.
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test lint run bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app workers vidcap
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: $(STAMP)
+	@echo "vidcap's service (API + worker + embedded Redis) arrives with the service issue."
+	@echo "Until then, try the media layer:  $(BIN)/vidcap probe FILE  |  $(BIN)/vidcap frames FILE --out DIR"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.decode
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache bench/out

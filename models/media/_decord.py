@@ -1,0 +1,89 @@
+"""The decord backend for frames: the design card's choice, optional, behind the same interface.
+
+decord is used only where it works. Measured defects (shared/notes/decoding.md) and how they
+are handled here:
+
+- it cannot open AV1: AV1 files are decoded by PyAV instead;
+- it breaks on VP9 with its default thread count: it always runs with 2 threads;
+- its AudioReader leaks the decoded buffer on every call and keeps Opus priming samples:
+  audio always comes from PyAV.
+
+Probing, limits and truncation checks always come from PyAV first, so both backends accept
+and refuse exactly the same files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.media import _pyav
+from models.media.errors import MediaError, MediaErrorCode
+from models.media.limits import MediaLimits
+from models.media.sampling import frame_at
+
+_PYAV_ONLY_CODECS = ("av1",)
+
+
+def available() -> bool:
+    """Whether decord can be imported here."""
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sample_probed(
+    path: str, request: _pyav.FrameRequest, limits: MediaLimits, info_codec: str, found: _pyav.Scan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample frames with decord from a file PyAV already probed (same result contract)."""
+    if info_codec in _PYAV_ONLY_CODECS:
+        return _pyav.sample_probed(path, request, limits, found)
+    import decord
+
+    times = _pyav.check_count(request, found.duration_s, limits)
+    try:
+        # The resize plan needs the rotation; decord applies rotation itself, so decode at
+        # the display orientation and let the plan skip its own turn.
+        with _pyav.open_input(path, limits) as container:
+            stream = _pyav.video_stream(container)
+            first = _pyav._first_frame(container, stream)
+            sar = stream.sample_aspect_ratio
+            plan = _pyav.plan_resize(
+                first.width,
+                first.height,
+                rotation=_pyav._rotation(first),
+                pixel_aspect=float(sar) if sar else 1.0,
+                size=request.size,
+                fit=request.fit,
+            )
+        turned = plan.rotation in (90, 270)
+        width, height = (
+            (plan.decode_height, plan.decode_width)
+            if turned
+            else (plan.decode_width, plan.decode_height)
+        )
+        reader = decord.VideoReader(
+            path, ctx=decord.cpu(0), width=width, height=height, num_threads=2
+        )
+        starts = np.asarray(reader.get_frame_timestamp(range(len(reader))))[:, 0]
+        index = frame_at(starts - starts[0], times)
+        images = reader.get_batch(list(index)).asnumpy()  # (T, H, W, 3)
+        shown = starts[index] - starts[0]
+        del reader
+    except MediaError:
+        raise
+    except Exception as e:  # decord raises bare RuntimeErrors (DECORDError) for bad data
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, f"decord could not decode: {e}") from None
+    upright = _pyav.ResizePlan(
+        plan.decode_width if not turned else plan.decode_height,
+        plan.decode_height if not turned else plan.decode_width,
+        0,
+        plan.out_height,
+        plan.out_width,
+        plan.fit,
+    )
+    frames = np.stack([upright.finish(image) for image in images])
+    if frames.shape[0] != len(times):
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "decord returned fewer frames than asked")
+    return frames, shown.astype(np.float64)

@@ -1,0 +1,557 @@
+"""The PyAV backend: probing, frame sampling and audio, in the calling process.
+
+Everything here parses untrusted files with FFmpeg; the public functions in
+:mod:`models.media.reader` run it in a child process (:mod:`models.media.sandbox`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from models.media.errors import MediaError, MediaErrorCode
+from models.media.geometry import Fit, ResizePlan, plan_resize
+from models.media.info import MediaInfo
+from models.media.limits import MediaLimits
+from models.media.sampling import SampleMode, frame_at, nearest_keyframe, sample_times
+
+log = logging.getLogger(__name__)
+
+# Magic numbers of the containers we accept: a file that starts like one but does not open
+# is a damaged video ("corrupt_media"), not something else ("not_a_video").
+_SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x47", b"\x00\x00\x01\xba", b"FLV", b"OggS")
+# Formats whose header duration is trustworthy enough to detect a truncated file by.
+_HEADER_DURATION_FORMATS = ("mov", "matroska")
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """What :func:`sample` should return (see :func:`models.media.sample_frames`)."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+    size: int | tuple[int, int] = 224
+    fit: Fit = Fit.CROP
+    mode: SampleMode = SampleMode.EXACT
+    start: float = 0.0
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one demux pass over the video packets (no decoding) tells us.
+
+    Attributes:
+        time_base: The video stream's time base.
+        pts: Sorted presentation timestamps of every video frame, in ``time_base`` ticks.
+        key_pts: Sorted presentation timestamps of the keyframes.
+        duration_s: First frame's start to last frame's end, seconds.
+        data_end_s: Latest packet end over all streams, seconds on the file's clock.
+    """
+
+    time_base: Fraction
+    pts: np.ndarray
+    key_pts: np.ndarray
+    duration_s: float
+    data_end_s: float
+
+    @property
+    def origin(self) -> int:
+        """Presentation timestamp of the first frame: time 0 of the video's timeline."""
+        return int(self.pts[0])
+
+    def seconds(self, pts: np.ndarray | int) -> np.ndarray:
+        """Ticks -> seconds on the video's timeline."""
+        return (np.asarray(pts, dtype=np.float64) - self.origin) * float(self.time_base)
+
+
+# --------------------------------------------------------------------------- opening files
+
+
+def _looks_like_video(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or any(
+        head.startswith(sig) for sig in _SIGNATURES
+    )
+
+
+@contextmanager
+def open_input(path: str | os.PathLike[str], limits: MediaLimits) -> Iterator[Any]:
+    """Open an untrusted file with only allow-listed demuxers and the ``file`` protocol.
+
+    Raises:
+        MediaError: ``file_not_found``, ``not_a_video``, ``unsupported_container`` or
+            ``corrupt_media``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MediaError(MediaErrorCode.FILE_NOT_FOUND, f"no such file: {path}")
+    if os.path.getsize(path) == 0:
+        raise MediaError(MediaErrorCode.NOT_A_VIDEO, "the file is empty")
+    options = {"format_whitelist": ",".join(limits.containers), "protocol_whitelist": "file"}
+    try:
+        container = av.open(path, options=options, metadata_errors="ignore")
+    except av.error.InvalidDataError:
+        if _looks_like_video(path):
+            raise MediaError(
+                MediaErrorCode.CORRUPT_MEDIA,
+                "the file looks like a video but cannot be read: it may be truncated or damaged",
+            ) from None
+        raise MediaError(
+            MediaErrorCode.NOT_A_VIDEO, "the file is not a video format vidcap can read"
+        ) from None
+    except (av.error.ValueError, av.error.ArgumentError):
+        # FFmpeg recognised the format, but it is not on the allow-list (EINVAL).
+        raise MediaError(
+            MediaErrorCode.UNSUPPORTED_CONTAINER,
+            "this container format is not accepted; use one of: "
+            + ", ".join(_friendly_containers(limits)),
+        ) from None
+    except av.error.FFmpegError as e:
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, f"the file cannot be opened: {e}") from None
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _friendly_containers(limits: MediaLimits) -> list[str]:
+    names = {"mov": "mp4/mov", "matroska": "mkv/webm", "mpegts": "ts"}
+    return [names.get(c, c) for c in limits.containers]
+
+
+def _container_name(container: Any, video_codec: str) -> str:
+    name = container.format.name
+    if name.startswith("mov,"):
+        brand = str(container.metadata.get("major_brand", "")).strip()
+        return "mov" if brand == "qt" else "mp4"
+    if name.startswith("matroska"):
+        webm = {"vp8", "vp9", "av1"}
+        return "webm" if video_codec in webm else "mkv"
+    return str(name.split(",")[0])
+
+
+def codec_name(stream: Any) -> str:
+    """The codec's own name (``av1``), not the decoder's (``libdav1d``)."""
+    return str(stream.codec_context.codec.canonical_name)
+
+
+def video_stream(container: Any) -> Any:
+    """The first real video stream (cover art in audio files does not count)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise MediaError(
+        MediaErrorCode.NO_VIDEO_STREAM, "the file has no video track (is it an audio file?)"
+    )
+
+
+def _audio_stream(container: Any) -> Any | None:
+    return container.streams.audio[0] if container.streams.audio else None
+
+
+@contextmanager
+def _decoding(what: str) -> Iterator[None]:
+    """Turn FFmpeg's errors while reading packets or frames into ``corrupt_media``."""
+    try:
+        yield
+    except av.error.FFmpegError as e:
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, f"{what} failed: {e}") from None
+
+
+# --------------------------------------------------------------------------- probing
+
+
+def _check_header(container: Any, stream: Any, limits: MediaLimits) -> None:
+    codec = codec_name(stream)
+    if not limits.allows_video_codec(codec):
+        raise MediaError(
+            MediaErrorCode.UNSUPPORTED_CODEC,
+            f"video codec {codec!r} is not accepted; accepted: {', '.join(limits.video_codecs)}",
+        )
+    audio = _audio_stream(container)
+    if audio is not None and not limits.allows_audio_codec(codec_name(audio)):
+        raise MediaError(
+            MediaErrorCode.UNSUPPORTED_CODEC,
+            f"audio codec {codec_name(audio)!r} is not accepted; "
+            f"accepted: {', '.join(limits.audio_codecs)}",
+        )
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width <= 0 or height <= 0:
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "the video track has no picture size")
+    if width * height > limits.max_pixels:
+        raise MediaError(
+            MediaErrorCode.RESOLUTION_TOO_LARGE,
+            f"frames of {width}x{height} exceed the limit of {limits.max_pixels} pixels",
+        )
+    if container.duration is not None:
+        _check_duration(container.duration / av.time_base, limits)
+
+
+def _check_duration(seconds: float, limits: MediaLimits) -> None:
+    if seconds > limits.max_duration_s:
+        raise MediaError(
+            MediaErrorCode.VIDEO_TOO_LONG,
+            f"the video lasts {seconds:.1f} s; the limit is {limits.max_duration_s:.0f} s",
+        )
+
+
+def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
+    """Demux every packet once (no decoding): frame times, keyframes, true duration.
+
+    Raises:
+        MediaError: ``corrupt_media`` when the file holds no frames, fewer frames than its
+            header promises, or ends well before the duration its header states;
+            ``video_too_long`` when there are more packets than the limits allow.
+    """
+    tb = stream.time_base
+    max_packets = int(limits.max_duration_s * limits.max_fps) + 1
+    pts: list[int] = []
+    keys: list[int] = []
+    last_duration = 0
+    data_end = 0.0
+    with _decoding("reading the file"):
+        for packet in container.demux():
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None or packet.size == 0:
+                continue
+            if packet.time_base is not None:
+                end = float((ts + (packet.duration or 0)) * packet.time_base)
+                data_end = max(data_end, end)
+            if packet.stream.index != stream.index:
+                continue
+            pts.append(ts)
+            if packet.is_keyframe:
+                keys.append(ts)
+            last_duration = packet.duration or 0
+            if len(pts) > max_packets:
+                raise MediaError(
+                    MediaErrorCode.VIDEO_TOO_LONG,
+                    f"the video has more than {max_packets} frames, more than the limits allow",
+                )
+    if not pts:
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "the video track holds no frames")
+    all_pts = np.unique(np.asarray(pts, dtype=np.int64))
+    key_pts = np.unique(np.asarray(keys or [pts[0]], dtype=np.int64))
+    deltas = np.diff(all_pts)
+    if last_duration <= 0:
+        last_duration = int(np.median(deltas)) if len(deltas) else 1
+    duration_s = float((int(all_pts[-1]) - int(all_pts[0]) + last_duration) * tb)
+
+    promised = stream.frames or 0
+    if promised and len(all_pts) < promised * 0.98 - 1:
+        raise MediaError(
+            MediaErrorCode.CORRUPT_MEDIA,
+            f"the file is truncated: its header promises {promised} frames "
+            f"but it holds {len(all_pts)}",
+        )
+    header_s = container.duration / av.time_base if container.duration else None
+    start_s = container.start_time / av.time_base if container.start_time else 0.0
+    if header_s and container.format.name.split(",")[0] in _HEADER_DURATION_FORMATS:
+        held = data_end - start_s
+        if held < header_s - max(0.5, 0.05 * header_s):
+            raise MediaError(
+                MediaErrorCode.CORRUPT_MEDIA,
+                f"the file is truncated: its header says {header_s:.2f} s "
+                f"but its data ends at {held:.2f} s",
+            )
+    return Scan(tb, all_pts, key_pts, duration_s, data_end)
+
+
+def _is_variable(pts: np.ndarray) -> bool:
+    deltas = np.diff(pts)
+    if len(deltas) < 2:
+        return False
+    median = float(np.median(deltas))
+    return float(deltas.max() - deltas.min()) > max(2.0, 0.1 * median)
+
+
+def _rotation(frame: Any) -> int:
+    """Clockwise display rotation of a decoded frame (FFmpeg stores it counter-clockwise)."""
+    return round(-float(frame.rotation or 0) / 90.0) * 90 % 360
+
+
+def _first_frame(container: Any, stream: Any) -> Any:
+    with _decoding("decoding the first frame"):
+        for frame in container.decode(stream):
+            return frame
+    raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "no frame of the video could be decoded")
+
+
+def _configure_decoder(stream: Any) -> None:
+    stream.codec_context.thread_type = "AUTO"
+
+
+def probe(path: str, limits: MediaLimits) -> tuple[MediaInfo, Scan]:
+    """Probe a file in this process (see :func:`models.media.probe`)."""
+    with open_input(path, limits) as container:
+        stream = video_stream(container)
+        _check_header(container, stream, limits)
+        result = scan(container, stream, limits)
+    with open_input(path, limits) as container:
+        stream = video_stream(container)
+        _configure_decoder(stream)
+        first = _first_frame(container, stream)
+        audio = _audio_stream(container)
+        rotation = _rotation(first)
+        sar = stream.sample_aspect_ratio
+        pixel_aspect = float(sar) if sar else 1.0
+        width, height = stream.codec_context.width, stream.codec_context.height
+        display_w, display_h = round(width * pixel_aspect), height
+        if rotation in (90, 270):
+            display_w, display_h = display_h, display_w
+        frames = len(result.pts)
+        fps = frames / result.duration_s if result.duration_s > 0 else 0.0
+        _check_duration(result.duration_s, limits)
+        if fps > limits.max_fps:
+            raise MediaError(
+                MediaErrorCode.FRAME_RATE_TOO_HIGH,
+                f"the video runs at {fps:.1f} frames/s; the limit is {limits.max_fps:.0f}",
+            )
+        codec = codec_name(stream)
+        info = MediaInfo(
+            container=_container_name(container, codec),
+            format_name=container.format.name,
+            size_bytes=os.path.getsize(path),
+            duration_s=round(result.duration_s, 6),
+            video_codec=codec,
+            width=width,
+            height=height,
+            rotation=rotation,
+            display_width=display_w,
+            display_height=display_h,
+            fps=round(fps, 4),
+            fps_variable=_is_variable(result.pts),
+            frame_count=frames,
+            frame_count_exact=True,
+            keyframe_count=len(result.key_pts),
+            has_audio=audio is not None,
+            audio_codec=codec_name(audio) if audio is not None else None,
+            sample_rate=audio.codec_context.sample_rate if audio is not None else None,
+            channels=audio.codec_context.channels if audio is not None else None,
+        )
+    return info, result
+
+
+# --------------------------------------------------------------------------- frames
+
+
+class _Converter:
+    """Decoded frame -> final RGB array, resized in the decoder; one conversion per frame."""
+
+    def __init__(self, request: FrameRequest, stream: Any) -> None:
+        self.request = request
+        self.stream = stream
+        self.plan: ResizePlan | None = None
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        key = int(frame.pts)
+        if key not in self.cache:
+            if self.plan is None:
+                sar = self.stream.sample_aspect_ratio
+                self.plan = plan_resize(
+                    frame.width,
+                    frame.height,
+                    rotation=_rotation(frame),
+                    pixel_aspect=float(sar) if sar else 1.0,
+                    size=self.request.size,
+                    fit=self.request.fit,
+                )
+            plan = self.plan
+            rgb = frame.to_ndarray(
+                width=plan.decode_width, height=plan.decode_height, format="rgb24"
+            )
+            self.cache[key] = plan.finish(rgb)
+        return self.cache[key]
+
+
+def _decode_from(container: Any, stream: Any, seek_pts: int) -> Iterator[Any]:
+    """Frames in presentation order, starting at the keyframe at or before ``seek_pts``."""
+    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+    for packet in container.demux(stream):
+        for frame in packet.decode():
+            if frame.pts is not None:
+                yield frame
+
+
+def _exact(
+    container: Any, stream: Any, info: Scan, wanted: np.ndarray, convert: _Converter
+) -> dict[int, tuple[np.ndarray, int]]:
+    """Decode the frames whose pts are ``wanted`` (sorted), seeking only past keyframes.
+
+    Returns:
+        pts wanted -> (image, pts of the frame shown at that instant).
+    """
+    out: dict[int, tuple[np.ndarray, int]] = {}
+    frames: Iterator[Any] | None = None
+    last_pts: int | None = None  # newest frame pulled from the decoder
+    shown: Any = None  # newest frame with pts <= the current target
+    ahead: Any = None  # a frame pulled past the current target, kept for the next one
+    for want in wanted:
+        want = int(want)
+        key_index = int(np.searchsorted(info.key_pts, want, side="right")) - 1
+        for attempt in range(max(key_index, 0) + 1):
+            key = int(info.key_pts[max(key_index - attempt, 0)])
+            if frames is None or attempt > 0 or (last_pts is not None and key > last_pts):
+                frames, shown, ahead = _decode_from(container, stream, key), None, None
+            with _decoding("decoding video"):
+                while True:
+                    frame = ahead if ahead is not None else next(frames, None)
+                    ahead = None
+                    if frame is None:
+                        break
+                    last_pts = int(frame.pts)
+                    if frame.pts <= want:
+                        shown = frame
+                        continue
+                    ahead = frame
+                    break
+            if shown is not None:
+                break
+            # The seek landed after the target (a sparse or wrong index): start earlier.
+            frames = None
+        if shown is None or int(shown.pts) != want:
+            at = float(info.seconds(want))
+            raise MediaError(
+                MediaErrorCode.CORRUPT_MEDIA,
+                f"the frame at {at:.3f} s could not be decoded (the file may be damaged)",
+            )
+        out[want] = (convert(shown), int(shown.pts))
+    return out
+
+
+def _keyframes(
+    container: Any, stream: Any, keys: np.ndarray, convert: _Converter
+) -> dict[int, tuple[np.ndarray, int]]:
+    """Decode only the given keyframes: one seek and one packet each."""
+    out: dict[int, tuple[np.ndarray, int]] = {}
+    codec = stream.codec_context
+    for key in keys:
+        key = int(key)
+        container.seek(key, stream=stream, backward=True, any_frame=False)
+        frame = None
+        with _decoding("decoding a keyframe"):
+            for packet in container.demux(stream):
+                if packet.size == 0 or not packet.is_keyframe:
+                    continue
+                if packet.pts is not None and packet.pts < key:
+                    continue  # an earlier keyframe than asked for (sparse index)
+                decoded = codec.decode(packet) or codec.decode(None)
+                frame = decoded[0] if decoded else None
+                break
+        if frame is None or frame.pts is None:
+            raise MediaError(
+                MediaErrorCode.CORRUPT_MEDIA,
+                f"the keyframe at {float(stream.time_base * key):.3f} s could not be decoded",
+            )
+        out[key] = (convert(frame), int(frame.pts))
+    return out
+
+
+def check_count(request: FrameRequest, duration_s: float, limits: MediaLimits) -> np.ndarray:
+    """The sampling instants for a request, refusing requests beyond the per-call cap."""
+    times = sample_times(
+        duration_s,
+        num_frames=request.num_frames,
+        fps=request.fps,
+        start=request.start,
+        end=request.end,
+    )
+    if len(times) > limits.max_sample_frames:
+        raise MediaError(
+            MediaErrorCode.TOO_MANY_FRAMES,
+            f"{len(times)} frames requested; at most {limits.max_sample_frames} per call",
+        )
+    return times
+
+
+def sample_probed(
+    path: str, request: FrameRequest, limits: MediaLimits, found: Scan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample frames from a file already probed and scanned."""
+    times = check_count(request, found.duration_s, limits)
+    frame_times = found.seconds(found.pts)
+    wanted = found.pts[frame_at(frame_times, times)]  # pts of the frame shown at each instant
+    with open_input(path, limits) as container:
+        stream = video_stream(container)
+        _configure_decoder(stream)
+        convert = _Converter(request, stream)
+        by_pts: dict[int, tuple[np.ndarray, int]] = {}
+        exact = np.ones(len(times), dtype=bool)
+        if request.mode is SampleMode.FAST:
+            spacing = (times[1] - times[0]) if len(times) > 1 else found.duration_s
+            key_times = found.seconds(found.key_pts)
+            nearest = nearest_keyframe(key_times, times)
+            close = np.abs(key_times[nearest] - times) <= spacing / 2
+            keys = found.key_pts[nearest]
+            exact = ~close
+            by_key = _keyframes(container, stream, np.unique(keys[close]), convert)
+            for i in np.flatnonzero(close):
+                by_pts[int(keys[i])] = by_key[int(keys[i])]
+            wanted = np.where(close, keys, wanted)
+        if exact.any():
+            by_pts.update(_exact(container, stream, found, np.unique(wanted[exact]), convert))
+    images = np.stack([by_pts[int(p)][0] for p in wanted])  # (T, H, W, 3)
+    shown = np.asarray([by_pts[int(p)][1] for p in wanted], dtype=np.int64)
+    if images.shape[0] != len(times):
+        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "fewer frames decoded than requested")
+    return images, found.seconds(shown)
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def read_audio_probed(
+    path: str, sample_rate: int, limits: MediaLimits, found: Scan | None
+) -> np.ndarray | None:
+    """Decode the audio track to mono float32 at ``sample_rate``, on the video's timeline.
+
+    Sample 0 is at the first video frame's time; audio before it is dropped, a late start is
+    padded with silence, and nothing past the end of the video is decoded.
+    """
+    with open_input(path, limits) as container:
+        stream = _audio_stream(container)
+        if stream is None:
+            return None
+        _configure_decoder(stream)
+        origin_s = float(found.origin * found.time_base) if found is not None else None
+        stop_s = found.duration_s if found is not None else limits.max_duration_s
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        first_s: float | None = None
+        with _decoding("decoding audio"):
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * frame.time_base)
+                if first_s is None:
+                    first_s = t
+                    if origin_s is None:
+                        origin_s = t
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                if origin_s is not None and t - origin_s > stop_s:
+                    break
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    if first_s is None or origin_s is None:
+        return np.zeros(0, dtype=np.float32)
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    offset = round((first_s - origin_s) * sample_rate)
+    if offset > 0:
+        audio = np.concatenate([np.zeros(offset, dtype=np.float32), audio])
+    elif offset < 0:
+        audio = audio[-offset:]
+    limit = round(stop_s * sample_rate)
+    return np.ascontiguousarray(audio[:limit], dtype=np.float32)
