@@ -66,10 +66,14 @@ def sample_probed(
         reader = decord.VideoReader(
             path, ctx=decord.cpu(0), width=width, height=height, num_threads=2
         )
-        starts = np.asarray(reader.get_frame_timestamp(range(len(reader))))[:, 0]
-        index = frame_at(starts - starts[0], times)
+        if len(reader) != len(found.pts):
+            # decord counts frames its own way on some files; PyAV's count is the truth.
+            return _pyav.sample_probed(path, request, limits, found)
+        # Frames are chosen from PyAV's packet scan, so both backends pick the same ones.
+        frame_times = found.seconds(found.pts)
+        index = frame_at(frame_times, times)
         images = reader.get_batch(list(index)).asnumpy()  # (T, H, W, 3)
-        shown = starts[index] - starts[0]
+        shown = frame_times[index]
         del reader
     except MediaError:
         raise

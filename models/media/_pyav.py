@@ -110,7 +110,7 @@ def open_input(path: str | os.PathLike[str], limits: MediaLimits) -> Iterator[An
         raise MediaError(
             MediaErrorCode.NOT_A_VIDEO, "the file is not a video format vidcap can read"
         ) from None
-    except (av.error.ValueError, av.error.ArgumentError):
+    except av.error.ArgumentError:
         # FFmpeg recognised the format, but it is not on the allow-list (EINVAL).
         raise MediaError(
             MediaErrorCode.UNSUPPORTED_CONTAINER,

@@ -30,7 +30,7 @@ class VideoSpec:
     Attributes:
         duration: Seconds of video.
         fps: Frames per second (constant), or the base rate when ``vfr`` is set.
-        width: Stored width.
+        width: Stored width (the encoded picture, before any display rotation).
         height: Stored height.
         video_codec: PyAV encoder name (``libx264``, ``libvpx-vp9``, ``mpeg4``, ``libx265``...).
         audio_codec: PyAV encoder name, or None for no audio track.
@@ -38,7 +38,8 @@ class VideoSpec:
         tone_hz: Frequency of the tone.
         tone_start: Seconds of silence before the tone.
         gop: Frames between keyframes (None: the encoder's default).
-        rotation: Clockwise display rotation written into the file (0, 90, 180, 270).
+        rotation: Clockwise display rotation written into the file (0, 90, 180, 270). The
+            picture is stored turned the other way, so it shows upright, as from a phone.
         vfr: Variable frame rate: frame durations alternate between 1x and 3x ``1/fps``.
         faststart: Put the index at the front (mp4/mov only).
         bframes: Let the encoder use B-frames (reordered frames) where it can.
@@ -174,9 +175,7 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
         samples = tone(spec)
         written = 0  # audio samples encoded so far; audio is written interleaved, in time order
         for i, t in enumerate(frame_times(spec)):
-            frame = av.VideoFrame.from_ndarray(
-                pattern_frame(i, spec.width, spec.height), format="rgb24"
-            )
+            frame = av.VideoFrame.from_ndarray(_stored_picture(i, spec), format="rgb24")
             frame.pts = round(t / time_base)
             frame.time_base = time_base
             container.mux(video.encode(frame))
@@ -188,6 +187,16 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
             _write_audio(container, audio, samples, written, len(samples), spec)
             container.mux(audio.encode(None))
     return path
+
+
+def _stored_picture(index: int, spec: VideoSpec) -> np.ndarray:
+    """The picture as stored: like a phone, sideways when the file says to turn it."""
+    if spec.rotation in (90, 270):
+        upright = pattern_frame(index, spec.height, spec.width)
+    else:
+        upright = pattern_frame(index, spec.width, spec.height)
+    # The player turns the stored picture clockwise by `rotation`; store it turned back.
+    return np.ascontiguousarray(np.rot90(upright, k=spec.rotation // 90))
 
 
 def _write_audio(

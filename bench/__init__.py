@@ -1,0 +1,1 @@
+"""Benchmarks of vidcap's own code against reference tools; run them with ``make bench``."""
