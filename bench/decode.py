@@ -263,12 +263,12 @@ class Row:
     input: str
     what: str
     unit: str
-    ours: float | None
-    reference: float | None
-    reference_what: str
-    ratio: float | None
-    target: str
-    ok: bool | None
+    ours: float | None = None
+    reference: float | None = None
+    reference_what: str = "-"
+    ratio: float | None = None
+    target: str = "-"
+    ok: bool | None = None
     runs_ours: list[float] = field(default_factory=list)
     runs_reference: list[float] = field(default_factory=list)
     error: str | None = None
@@ -396,19 +396,19 @@ def measure_times(path: Path, spec: InputSpec, ffmpeg: str, repeat: int, decord:
             ok = False
         rows.append(
             Row(
-                spec.name,
-                ours.what,
-                "s",
-                best,
-                reference,
-                REFERENCE_NAMES[ours.reference],
-                ratio,
-                target,
-                ok,
-                runs,
-                ref_runs[ours.reference],
-                error,
-                ours.kind,
+                input=spec.name,
+                what=ours.what,
+                unit="s",
+                ours=best,
+                reference=reference,
+                reference_what=REFERENCE_NAMES[ours.reference],
+                ratio=ratio,
+                target=target,
+                ok=ok,
+                runs_ours=runs,
+                runs_reference=ref_runs[ours.reference],
+                error=error,
+                kind=ours.kind,
             )
         )
     return rows
@@ -417,7 +417,7 @@ def measure_times(path: Path, spec: InputSpec, ffmpeg: str, repeat: int, decord:
 def measure_probe(path: Path, spec: InputSpec, repeat: int) -> Row:
     """The sandboxed probe alone: the fixed part of every call (fork, demux pass, one frame)."""
     runs = [_timed(lambda: probe(path))[0] for _ in range(repeat)]
-    return Row(spec.name, "probe only (part of every call)", "s", min(runs), None, "-", None, "-")
+    return Row(spec.name, "probe only (part of every call)", "s", ours=min(runs), runs_ours=runs)
 
 
 def measure_rss(path: Path, spec: InputSpec, ffmpeg: str, decord: bool) -> list[Row]:
@@ -430,39 +430,26 @@ def measure_rss(path: Path, spec: InputSpec, ffmpeg: str, decord: bool) -> list[
     backends = [Backend.PYAV] + ([Backend.DECORD] if decord else [])
     rows = []
     for backend in backends:
-        target = f"< {RSS_TARGET_MB:g} MB" if spec.rss_target else "-"
+        row = Row(
+            spec.name,
+            f"peak RSS, exact child, {backend}",
+            "MB",
+            reference=reference,
+            reference_what="ffmpeg full decode peak RSS",
+            runs_reference=[reference],
+            target=f"< {RSS_TARGET_MB:g} MB" if spec.rss_target else "-",
+            kind="rss" if spec.rss_target else "info",
+        )
         try:
             _, stats = run(_frames_job, str(path), request, limits, backend, limits=limits)
         except (MediaError, ValueError, RuntimeError) as e:
-            row = Row(
-                spec.name,
-                f"peak RSS, exact child, {backend}",
-                "MB",
-                None,
-                reference,
-                "",
-                None,
-                target,
-                False if spec.rss_target else None,
-                error=f"{type(e).__name__}: {e}",
-            )
+            row.error = f"{type(e).__name__}: {e}"
+            row.ok = False if spec.rss_target else None
         else:
             assert stats is not None  # isolate=True always reports
-            peak = stats.peak_rss_mb
-            row = Row(
-                spec.name,
-                f"peak RSS, exact child, {backend}",
-                "MB",
-                peak,
-                reference,
-                "ffmpeg full decode peak RSS",
-                peak / reference,
-                target,
-                peak < RSS_TARGET_MB if spec.rss_target else None,
-                [peak],
-                [reference],
-            )
-        row.kind = "rss" if spec.rss_target else "info"
+            row.ours, row.ratio = stats.peak_rss_mb, stats.peak_rss_mb / reference
+            row.runs_ours = [stats.peak_rss_mb]
+            row.ok = stats.peak_rss_mb < RSS_TARGET_MB if spec.rss_target else None
         rows.append(row)
     return rows
 
@@ -653,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += measure_rss(path, spec, ffmpeg, decord)
     bench_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     rows.append(
-        Row("(all)", "peak RSS, this bench process", "MB", bench_rss, None, "-", None, "-", None)
+        Row("(all)", "peak RSS, this bench process", "MB", ours=bench_rss, runs_ours=[bench_rss])
     )
 
     print()

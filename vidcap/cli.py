@@ -1,3 +1,117 @@
+"""The ``vidcap`` command line: one group of commands, each a thin call into the packages.
+
+Commands print JSON on stdout. A problem with the input file prints
+``{"error": {"code": ..., "message": ...}}`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
 import typer
 
-app = typer.Typer()
+from models.media import Backend, Fit, MediaError, SampleMode, probe, sample_frames
+from vidcap import __version__
+from vidcap.config import get_settings
+
+app = typer.Typer(
+    name="vidcap",
+    help="vidcap: caption videos and answer questions about them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def _fail(error: MediaError) -> NoReturn:
+    _print_json({"error": error.to_dict()})
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidcap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """vidcap: caption videos and answer questions about them."""
+
+
+@app.command("probe")
+def probe_command(file: Annotated[Path, typer.Argument(help="A video file.")]) -> None:
+    """Print a video's facts as JSON, or why it is not accepted (exit 2)."""
+    try:
+        info = probe(file, limits=get_settings().media_limits())
+    except MediaError as e:
+        _fail(e)
+    _print_json(info.model_dump())
+
+
+@app.command("frames")
+def frames_command(
+    file: Annotated[Path, typer.Argument(help="A video file.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG files.")],
+    num_frames: Annotated[
+        int | None, typer.Option("--num-frames", "-n", help="How many frames (default 16).")
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option("--fps", help="Frames per second instead of a count.")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="Output side in pixels.")] = 224,
+    fit: Annotated[Fit, typer.Option("--fit", help="crop (fill) or pad (letterbox).")] = Fit.CROP,
+    mode: Annotated[
+        SampleMode, typer.Option("--mode", help="exact frames, or fast (nearby keyframes).")
+    ] = SampleMode.EXACT,
+    start: Annotated[float, typer.Option("--start", help="Start of the span, seconds.")] = 0.0,
+    end: Annotated[float | None, typer.Option("--end", help="End of the span, seconds.")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Decoder.")] = None,
+) -> None:
+    """Write the frames the model would see as PNGs, and print where and when they are."""
+    from PIL import Image
+
+    settings = get_settings()
+    if num_frames is None and fps is None:
+        num_frames = 16
+    try:
+        images, stamps = sample_frames(
+            file,
+            num_frames=num_frames,
+            fps=fps,
+            size=size,
+            fit=fit,
+            mode=mode,
+            start=start,
+            end=end,
+            backend=backend or settings.media_backend,
+            limits=settings.media_limits(),
+        )
+    except MediaError as e:
+        _fail(e)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (image, t) in enumerate(zip(images, stamps, strict=True)):
+        path = out / f"frame_{i:04d}_{t:09.3f}s.png"
+        Image.fromarray(image).save(path)
+        written.append({"file": str(path), "time_s": round(float(t), 6)})
+    _print_json({"frames": written})
+
+
+if __name__ == "__main__":
+    app()

@@ -156,7 +156,7 @@ def probe(
     """
     limits = limits or MediaLimits()
     info, _ = run(_probe_job, os.fspath(path), limits, limits=limits, isolate=isolate)
-    return info  # type: ignore[no-any-return]
+    return info
 
 
 def sample_frames(
@@ -209,7 +209,7 @@ def sample_frames(
         limits=limits,
         isolate=isolate,
     )
-    return frames  # type: ignore[no-any-return]
+    return frames
 
 
 def read_audio(
@@ -232,7 +232,7 @@ def read_audio(
         raise ValueError(f"sample_rate must be between 1000 and 192000 Hz, got {sample_rate}")
     limits = limits or MediaLimits()
     audio, _ = run(_audio_job, os.fspath(path), sample_rate, limits, limits=limits, isolate=isolate)
-    return audio  # type: ignore[no-any-return]
+    return audio
 
 
 def load_clip(
@@ -268,4 +268,4 @@ def load_clip(
         limits=limits,
         isolate=isolate,
     )
-    return clip  # type: ignore[no-any-return]
+    return clip

@@ -13,8 +13,12 @@ import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
+import av.audio.stream
+import av.container
+import av.video.stream
 import numpy as np
 
 BARCODE_BITS = 12
@@ -157,7 +161,10 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per file otherwise
     options = {"movflags": "faststart"} if spec.faststart else {}
     with av.open(str(path), "w", options=options) as container:
-        video = container.add_stream(spec.video_codec, rate=Fraction(spec.fps).limit_denominator())
+        video = cast(
+            av.video.stream.VideoStream,
+            container.add_stream(spec.video_codec, rate=Fraction(spec.fps).limit_denominator()),
+        )
         video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
         video.options = dict(_ENCODER_OPTIONS.get(spec.video_codec, {}))
         if spec.gop is not None:
@@ -170,7 +177,10 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
         video.codec_context.time_base = time_base
         audio = None
         if spec.audio_codec is not None:
-            audio = container.add_stream(spec.audio_codec, rate=spec.sample_rate)
+            audio = cast(
+                av.audio.stream.AudioStream,
+                container.add_stream(spec.audio_codec, rate=spec.sample_rate),
+            )
             audio.layout = "mono"
         samples = tone(spec)
         written = 0  # audio samples encoded so far; audio is written interleaved, in time order
@@ -222,7 +232,9 @@ def write_audio_only(path: str | os.PathLike[str], seconds: float = 1.0) -> Path
     spec = VideoSpec(duration=seconds)
     path = Path(path)
     with av.open(str(path), "w", format="mp4") as container:
-        audio = container.add_stream("aac", rate=spec.sample_rate)
+        audio = cast(
+            av.audio.stream.AudioStream, container.add_stream("aac", rate=spec.sample_rate)
+        )
         audio.layout = "mono"
         samples = tone(spec)[None, :]
         frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
