@@ -14,6 +14,8 @@ and refuse exactly the same files.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from models.media import _pyav
@@ -47,16 +49,8 @@ def sample_probed(
         # the display orientation and let the plan skip its own turn.
         with _pyav.open_input(path, limits) as container:
             stream = _pyav.video_stream(container)
-            first = _pyav._first_frame(container, stream)
-            sar = stream.sample_aspect_ratio
-            plan = _pyav.plan_resize(
-                first.width,
-                first.height,
-                rotation=_pyav._rotation(first),
-                pixel_aspect=float(sar) if sar else 1.0,
-                size=request.size,
-                fit=request.fit,
-            )
+            plan = _pyav.resize_plan_for(_pyav.first_frame(container, stream), stream, request)
+        # decord turns rotated pictures upright itself: ask it for the display orientation.
         turned = plan.rotation in (90, 270)
         width, height = (
             (plan.decode_height, plan.decode_width)
@@ -79,14 +73,7 @@ def sample_probed(
         raise
     except Exception as e:  # decord raises bare RuntimeErrors (DECORDError) for bad data
         raise MediaError(MediaErrorCode.CORRUPT_MEDIA, f"decord could not decode: {e}") from None
-    upright = _pyav.ResizePlan(
-        plan.decode_width if not turned else plan.decode_height,
-        plan.decode_height if not turned else plan.decode_width,
-        0,
-        plan.out_height,
-        plan.out_width,
-        plan.fit,
-    )
+    upright = replace(plan, rotation=0)  # decord already turned the pictures
     frames = np.stack([upright.finish(image) for image in images])
     if frames.shape[0] != len(times):
         raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "decord returned fewer frames than asked")

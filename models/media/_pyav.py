@@ -276,12 +276,12 @@ def _is_variable(pts: np.ndarray) -> bool:
     return float(deltas.max() - deltas.min()) > max(2.0, 0.1 * median)
 
 
-def _rotation(frame: Any) -> int:
+def display_rotation(frame: Any) -> int:
     """Clockwise display rotation of a decoded frame (FFmpeg stores it counter-clockwise)."""
     return round(-float(frame.rotation or 0) / 90.0) * 90 % 360
 
 
-def _first_frame(container: Any, stream: Any) -> Any:
+def first_frame(container: Any, stream: Any) -> Any:
     with _decoding("decoding the first frame"):
         for frame in container.decode(stream):
             return frame
@@ -301,9 +301,9 @@ def probe(path: str, limits: MediaLimits) -> tuple[MediaInfo, Scan]:
     with open_input(path, limits) as container:
         stream = video_stream(container)
         _configure_decoder(stream)
-        first = _first_frame(container, stream)
+        first = first_frame(container, stream)
         audio = _audio_stream(container)
-        rotation = _rotation(first)
+        rotation = display_rotation(first)
         sar = stream.sample_aspect_ratio
         pixel_aspect = float(sar) if sar else 1.0
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -359,21 +359,26 @@ class _Converter:
         key = int(frame.pts)
         if key not in self.cache:
             if self.plan is None:
-                sar = self.stream.sample_aspect_ratio
-                self.plan = plan_resize(
-                    frame.width,
-                    frame.height,
-                    rotation=_rotation(frame),
-                    pixel_aspect=float(sar) if sar else 1.0,
-                    size=self.request.size,
-                    fit=self.request.fit,
-                )
+                self.plan = resize_plan_for(frame, self.stream, self.request)
             plan = self.plan
             rgb = frame.to_ndarray(
                 width=plan.decode_width, height=plan.decode_height, format="rgb24"
             )
             self.cache[key] = plan.finish(rgb)
         return self.cache[key]
+
+
+def resize_plan_for(frame: Any, stream: Any, request: FrameRequest) -> ResizePlan:
+    """The resize plan for a stream's frames, from its first decoded frame."""
+    sar = stream.sample_aspect_ratio
+    return plan_resize(
+        frame.width,
+        frame.height,
+        rotation=display_rotation(frame),
+        pixel_aspect=float(sar) if sar else 1.0,
+        size=request.size,
+        fit=request.fit,
+    )
 
 
 def _decode_from(container: Any, stream: Any, seek_pts: int) -> Iterator[Any]:

@@ -98,13 +98,24 @@ def _probe_job(path: str, limits: MediaLimits) -> MediaInfo:
     return _pyav.probe(path, limits)[0]
 
 
+def _sample(
+    path: str,
+    request: _pyav.FrameRequest,
+    limits: MediaLimits,
+    backend: Backend,
+    info: MediaInfo,
+    found: _pyav.Scan,
+) -> Frames:
+    if backend is Backend.DECORD:
+        return Frames(*_decord.sample_probed(path, request, limits, info.video_codec, found))
+    return Frames(*_pyav.sample_probed(path, request, limits, found))
+
+
 def _frames_job(
     path: str, request: _pyav.FrameRequest, limits: MediaLimits, backend: Backend
 ) -> Frames:
     info, found = _pyav.probe(path, limits)
-    if backend is Backend.DECORD:
-        return Frames(*_decord.sample_probed(path, request, limits, info.video_codec, found))
-    return Frames(*_pyav.sample_probed(path, request, limits, found))
+    return _sample(path, request, limits, backend, info, found)
 
 
 def _audio_job(path: str, sample_rate: int, limits: MediaLimits) -> np.ndarray | None:
@@ -116,10 +127,7 @@ def _clip_job(
     path: str, request: _pyav.FrameRequest, sample_rate: int, limits: MediaLimits, backend: Backend
 ) -> Clip:
     info, found = _pyav.probe(path, limits)
-    if backend is Backend.DECORD:
-        frames = Frames(*_decord.sample_probed(path, request, limits, info.video_codec, found))
-    else:
-        frames = Frames(*_pyav.sample_probed(path, request, limits, found))
+    frames = _sample(path, request, limits, backend, info, found)
     audio = _pyav.read_audio_probed(path, sample_rate, limits, found)
     return Clip(info, frames, audio, sample_rate)
 
