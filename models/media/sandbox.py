@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CONTEXT = mp.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["models.media._pyav"])
+# "__main__": the server imports the entry module once; without it every child re-imports it.
+_CONTEXT.set_forkserver_preload(["__main__", "models.media._pyav"])
 
 
 @dataclass(frozen=True)
