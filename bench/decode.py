@@ -694,7 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     infos: list[MediaInfo] = []
     covered: list[int] = []
     for spec, path in zip(specs, paths, strict=True):
-        (info, found), _ = run(_pyav.probe, str(path), limits, limits=limits)
+        found, _ = run(_pyav.inspect, str(path), limits, limits=limits)
+        info, _ = run(_pyav.probe, str(path), limits, found, limits=limits)
         infos.append(info)
         covered.append(keyframe_coverage(found))
         print(

@@ -36,10 +36,10 @@ def available() -> bool:
 
 
 def sample_probed(
-    path: str, request: _pyav.FrameRequest, limits: MediaLimits, info_codec: str, found: _pyav.Scan
+    path: str, request: _pyav.FrameRequest, limits: MediaLimits, found: _pyav.Scan
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample frames with decord from a file PyAV already probed (same result contract)."""
-    if info_codec in _PYAV_ONLY_CODECS:
+    if found.codec in _PYAV_ONLY_CODECS:
         return _pyav.sample_probed(path, request, limits, found)
     import decord
 

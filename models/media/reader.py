@@ -95,7 +95,7 @@ def _backend(backend: Backend | str) -> Backend:
 
 
 def _probe_job(path: str, limits: MediaLimits) -> MediaInfo:
-    return _pyav.probe(path, limits)[0]
+    return _pyav.probe(path, limits)
 
 
 def _sample(
@@ -103,31 +103,31 @@ def _sample(
     request: _pyav.FrameRequest,
     limits: MediaLimits,
     backend: Backend,
-    info: MediaInfo,
     found: _pyav.Scan,
 ) -> Frames:
     if backend is Backend.DECORD:
-        return Frames(*_decord.sample_probed(path, request, limits, info.video_codec, found))
+        return Frames(*_decord.sample_probed(path, request, limits, found))
     return Frames(*_pyav.sample_probed(path, request, limits, found))
 
 
 def _frames_job(
     path: str, request: _pyav.FrameRequest, limits: MediaLimits, backend: Backend
 ) -> Frames:
-    info, found = _pyav.probe(path, limits)
-    return _sample(path, request, limits, backend, info, found)
+    found = _pyav.inspect(path, limits)
+    return _sample(path, request, limits, backend, found)
 
 
 def _audio_job(path: str, sample_rate: int, limits: MediaLimits) -> np.ndarray | None:
-    _, found = _pyav.probe(path, limits)
+    found = _pyav.inspect(path, limits)
     return _pyav.read_audio_probed(path, sample_rate, limits, found)
 
 
 def _clip_job(
     path: str, request: _pyav.FrameRequest, sample_rate: int, limits: MediaLimits, backend: Backend
 ) -> Clip:
-    info, found = _pyav.probe(path, limits)
-    frames = _sample(path, request, limits, backend, info, found)
+    found = _pyav.inspect(path, limits)
+    info = _pyav.probe(path, limits, found)
+    frames = _sample(path, request, limits, backend, found)
     audio = _pyav.read_audio_probed(path, sample_rate, limits, found)
     return Clip(info, frames, audio, sample_rate)
 

@@ -30,8 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CONTEXT = mp.get_context("forkserver")
-# "__main__": the server imports the entry module once; without it every child re-imports it.
-_CONTEXT.set_forkserver_preload(["__main__", "models.media._pyav"])
+_CONTEXT.set_forkserver_preload(["models.media._pyav"])
 
 
 @dataclass(frozen=True)
