@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 # Magic numbers of the containers we accept: a file that starts like one but does not open
 # is a damaged video ("corrupt_media"), not something else ("not_a_video").
-_SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x47", b"\x00\x00\x01\xba", b"FLV", b"OggS")
+_SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"FLV", b"OggS")
+_TS_PACKET = 188  # MPEG-TS: a 0x47 sync byte starts every 188-byte packet
 # Formats whose header duration is trustworthy enough to detect a truncated file by.
 _HEADER_DURATION_FORMATS = ("mov", "matroska")
 
@@ -86,9 +87,12 @@ class Scan:
 
 def _looks_like_video(path: str) -> bool:
     with open(path, "rb") as f:
-        head = f.read(12)
-    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or any(
-        head.startswith(sig) for sig in _SIGNATURES
+        head = f.read(_TS_PACKET + 1)
+    transport_stream = len(head) > _TS_PACKET and head[0] == head[_TS_PACKET] == 0x47
+    return (
+        transport_stream
+        or head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")
+        or any(head.startswith(sig) for sig in _SIGNATURES)
     )
 
 

@@ -83,6 +83,14 @@ def test_truncated_file_message_says_what_is_missing(make_video):
         probe(make_video("truncated_index_intact"))
 
 
+def test_text_that_starts_like_a_transport_stream_byte_is_still_not_a_video(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("Good morning. " * 40)  # 'G' is 0x47, the MPEG-TS sync byte
+    with pytest.raises(MediaError) as caught:
+        probe(path)
+    assert caught.value.code == MediaErrorCode.NOT_A_VIDEO
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(MediaError) as caught:
         probe(tmp_path / "nope.mp4")
