@@ -66,7 +66,7 @@ import numpy as np
 from models.media import MediaError, MediaInfo, MediaLimits, _pyav, probe, read_audio, sample_frames
 from models.media import _decord as decord_backend
 from models.media.reader import Backend, _frames_job, _request, run
-from models.media.sampling import nearest_keyframe, sample_times
+from models.media.sampling import keyframes_in_reach, sample_times
 from models.media.sandbox import run_isolated
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -337,10 +337,8 @@ def keyframe_coverage(found: _pyav.Scan) -> int:
     other instant is decoded exactly, which costs as much as exact mode does there.
     """
     times = sample_times(found.duration_s, num_frames=NUM_FRAMES)
-    spacing = times[1] - times[0] if len(times) > 1 else found.duration_s
-    key_times = found.seconds(found.key_pts)
-    nearest = nearest_keyframe(key_times, times)
-    return int(np.count_nonzero(np.abs(key_times[nearest] - times) <= spacing / 2))
+    _, close = keyframes_in_reach(found.seconds(found.key_pts), times, 0.0)
+    return int(np.count_nonzero(close))
 
 
 def our_calls(path: Path, spec: InputSpec, with_decord: bool, covered: int) -> list[Ours]:

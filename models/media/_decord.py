@@ -35,12 +35,12 @@ def available() -> bool:
     return True
 
 
-def sample_probed(
+def sample_scanned(
     path: str, request: _pyav.FrameRequest, limits: MediaLimits, found: _pyav.Scan
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample frames with decord from a file PyAV already probed (same result contract)."""
+    """Sample frames with decord from a file PyAV already inspected (same result contract)."""
     if found.codec in _PYAV_ONLY_CODECS:
-        return _pyav.sample_probed(path, request, limits, found)
+        return _pyav.sample_scanned(path, request, limits, found)
     import decord
 
     times = _pyav.check_count(request, found.duration_s, limits)
@@ -62,7 +62,7 @@ def sample_probed(
         )
         if len(reader) != len(found.pts):
             # decord counts frames its own way on some files; PyAV's count is the truth.
-            return _pyav.sample_probed(path, request, limits, found)
+            return _pyav.sample_scanned(path, request, limits, found)
         # Frames are chosen from PyAV's packet scan, so both backends pick the same ones.
         frame_times = found.seconds(found.pts)
         index = frame_at(frame_times, times)

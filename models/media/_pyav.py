@@ -22,7 +22,7 @@ from models.media.errors import MediaError, MediaErrorCode
 from models.media.geometry import Fit, ResizePlan, plan_resize
 from models.media.info import MediaInfo
 from models.media.limits import MediaLimits
-from models.media.sampling import SampleMode, frame_at, nearest_keyframe, sample_times
+from models.media.sampling import SampleMode, frame_at, keyframes_in_reach, sample_times
 
 log = logging.getLogger(__name__)
 
@@ -414,13 +414,13 @@ def _decode_from(container: Any, stream: Any, seek_pts: int) -> Iterator[Any]:
 
 def _exact(
     container: Any, stream: Any, info: Scan, wanted: np.ndarray, convert: _Converter
-) -> dict[int, tuple[np.ndarray, int]]:
+) -> dict[int, np.ndarray]:
     """Decode the frames whose pts are ``wanted`` (sorted), seeking only past keyframes.
 
     Returns:
-        pts wanted -> (image, pts of the frame shown at that instant).
+        pts -> image, for every pts wanted (or MediaError when one is not produced).
     """
-    out: dict[int, tuple[np.ndarray, int]] = {}
+    out: dict[int, np.ndarray] = {}
     frames: Iterator[Any] | None = None
     last_pts: int | None = None  # newest frame pulled from the decoder
     shown: Any = None  # newest frame with pts <= the current target
@@ -454,15 +454,15 @@ def _exact(
                 MediaErrorCode.CORRUPT_MEDIA,
                 f"the frame at {at:.3f} s could not be decoded (the file may be damaged)",
             )
-        out[want] = (convert(shown), int(shown.pts))
+        out[want] = convert(shown)
     return out
 
 
 def _keyframes(
     container: Any, stream: Any, keys: np.ndarray, convert: _Converter
-) -> dict[int, tuple[np.ndarray, int]]:
-    """Decode only the given keyframes: one seek and one packet each."""
-    out: dict[int, tuple[np.ndarray, int]] = {}
+) -> dict[int, np.ndarray]:
+    """Decode only the given keyframes (pts from the scan): one seek and one packet each."""
+    out: dict[int, np.ndarray] = {}
     codec = stream.codec_context
     for key in keys:
         key = int(key)
@@ -482,7 +482,7 @@ def _keyframes(
                 MediaErrorCode.CORRUPT_MEDIA,
                 f"the keyframe at {float(stream.time_base * key):.3f} s could not be decoded",
             )
-        out[key] = (convert(frame), int(frame.pts))
+        out[key] = convert(frame)
     return out
 
 
@@ -503,10 +503,10 @@ def check_count(request: FrameRequest, duration_s: float, limits: MediaLimits) -
     return times
 
 
-def sample_probed(
+def sample_scanned(
     path: str, request: FrameRequest, limits: MediaLimits, found: Scan
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample frames from a file already probed and scanned."""
+    """Sample frames from a file already checked and scanned by :func:`inspect`."""
     times = check_count(request, found.duration_s, limits)
     frame_times = found.seconds(found.pts)
     wanted = found.pts[frame_at(frame_times, times)]  # pts of the frame shown at each instant
@@ -514,33 +514,25 @@ def sample_probed(
         stream = video_stream(container)
         _configure_decoder(stream)
         convert = _Converter(request, stream)
-        by_pts: dict[int, tuple[np.ndarray, int]] = {}
+        by_pts: dict[int, np.ndarray] = {}
         exact = np.ones(len(times), dtype=bool)
         if request.mode is SampleMode.FAST:
-            spacing = (times[1] - times[0]) if len(times) > 1 else found.duration_s
-            key_times = found.seconds(found.key_pts)
-            nearest = nearest_keyframe(key_times, times)
-            close = np.abs(key_times[nearest] - times) <= spacing / 2
+            nearest, close = keyframes_in_reach(found.seconds(found.key_pts), times, request.start)
             keys = found.key_pts[nearest]
-            exact = ~close
-            by_key = _keyframes(container, stream, np.unique(keys[close]), convert)
-            for i in np.flatnonzero(close):
-                by_pts[int(keys[i])] = by_key[int(keys[i])]
+            by_pts.update(_keyframes(container, stream, np.unique(keys[close]), convert))
             wanted = np.where(close, keys, wanted)
+            exact = ~close
         if exact.any():
             by_pts.update(_exact(container, stream, found, np.unique(wanted[exact]), convert))
-    images = np.stack([by_pts[int(p)][0] for p in wanted])  # (T, H, W, 3)
-    shown = np.asarray([by_pts[int(p)][1] for p in wanted], dtype=np.int64)
-    if images.shape[0] != len(times):
-        raise MediaError(MediaErrorCode.CORRUPT_MEDIA, "fewer frames decoded than requested")
-    return images, found.seconds(shown)
+    images = np.stack([by_pts[int(p)] for p in wanted])  # (T, H, W, 3)
+    return images, found.seconds(wanted)
 
 
 # --------------------------------------------------------------------------- audio
 
 
-def read_audio_probed(
-    path: str, sample_rate: int, limits: MediaLimits, found: Scan | None
+def read_audio_scanned(
+    path: str, sample_rate: int, limits: MediaLimits, found: Scan
 ) -> np.ndarray | None:
     """Decode the audio track to mono float32 at ``sample_rate``, on the video's timeline.
 
@@ -552,8 +544,8 @@ def read_audio_probed(
         if stream is None:
             return None
         _configure_decoder(stream)
-        origin_s = float(found.origin * found.time_base) if found is not None else None
-        stop_s = found.duration_s if found is not None else limits.max_duration_s
+        origin_s = float(found.origin * found.time_base)
+        stop_s = found.duration_s
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_s: float | None = None
@@ -564,15 +556,13 @@ def read_audio_probed(
                 t = float(frame.pts * frame.time_base)
                 if first_s is None:
                     first_s = t
-                    if origin_s is None:
-                        origin_s = t
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
-                if origin_s is not None and t - origin_s > stop_s:
+                if t - origin_s > stop_s:
                     break
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    if first_s is None or origin_s is None:
+    if first_s is None:
         return np.zeros(0, dtype=np.float32)
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     offset = round((first_s - origin_s) * sample_rate)

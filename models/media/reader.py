@@ -17,7 +17,7 @@ from models.media import _decord, _pyav
 from models.media.geometry import Fit, output_size
 from models.media.info import MediaInfo
 from models.media.limits import MediaLimits
-from models.media.sampling import SampleMode
+from models.media.sampling import SampleMode, check_request
 from models.media.sandbox import ChildStats, run_isolated
 
 DEFAULT_SAMPLE_RATE = 16_000
@@ -70,14 +70,8 @@ def _request(
     start: float,
     end: float | None,
 ) -> _pyav.FrameRequest:
-    if (num_frames is None) == (fps is None):
-        raise ValueError("give exactly one of num_frames or fps")
-    if num_frames is not None and num_frames < 1:
-        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    if start < 0 or (end is not None and end <= start):
-        raise ValueError(f"invalid span: start={start}, end={end}")
+    # Checked here too, so a bad request fails before any child process starts.
+    check_request(num_frames=num_frames, fps=fps, start=start, end=end)
     output_size(size)
     return _pyav.FrameRequest(num_frames, fps, size, Fit(fit), SampleMode(mode), start, end)
 
@@ -106,8 +100,8 @@ def _sample(
     found: _pyav.Scan,
 ) -> Frames:
     if backend is Backend.DECORD:
-        return Frames(*_decord.sample_probed(path, request, limits, found))
-    return Frames(*_pyav.sample_probed(path, request, limits, found))
+        return Frames(*_decord.sample_scanned(path, request, limits, found))
+    return Frames(*_pyav.sample_scanned(path, request, limits, found))
 
 
 def _frames_job(
@@ -119,7 +113,7 @@ def _frames_job(
 
 def _audio_job(path: str, sample_rate: int, limits: MediaLimits) -> np.ndarray | None:
     found = _pyav.inspect(path, limits)
-    return _pyav.read_audio_probed(path, sample_rate, limits, found)
+    return _pyav.read_audio_scanned(path, sample_rate, limits, found)
 
 
 def _clip_job(
@@ -128,7 +122,7 @@ def _clip_job(
     found = _pyav.inspect(path, limits)
     info = _pyav.probe(path, limits, found)
     frames = _sample(path, request, limits, backend, found)
-    audio = _pyav.read_audio_probed(path, sample_rate, limits, found)
+    audio = _pyav.read_audio_scanned(path, sample_rate, limits, found)
     return Clip(info, frames, audio, sample_rate)
 
 

@@ -26,6 +26,20 @@ class SampleMode(StrEnum):
     FAST = "fast"
 
 
+def check_request(
+    *, num_frames: int | None, fps: float | None, start: float, end: float | None
+) -> None:
+    """Reject a sampling request that no video could satisfy (ValueError)."""
+    if (num_frames is None) == (fps is None):
+        raise ValueError("give exactly one of num_frames or fps")
+    if num_frames is not None and num_frames < 1:
+        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    if start < 0 or (end is not None and end <= start):
+        raise ValueError(f"invalid span: start={start}, end={end}")
+
+
 def sample_times(
     duration: float,
     *,
@@ -49,12 +63,7 @@ def sample_times(
     Returns:
         float64 array of shape (N,), increasing.
     """
-    if (num_frames is None) == (fps is None):
-        raise ValueError("give exactly one of num_frames or fps")
-    if num_frames is not None and num_frames < 1:
-        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-    if fps is not None and not (fps > 0 and math.isfinite(fps)):
-        raise ValueError(f"fps must be a positive number, got {fps}")
+    check_request(num_frames=num_frames, fps=fps, start=start, end=end)
     stop = duration if end is None else min(end, duration)
     if not (0.0 <= start < stop):
         raise ValueError(
@@ -85,3 +94,22 @@ def nearest_keyframe(key_times: np.ndarray, t: np.ndarray) -> np.ndarray:
     left = np.clip(right - 1, 0, len(key_times) - 1)
     take_left = np.abs(t - key_times[left]) <= np.abs(key_times[right] - t)
     return np.where(take_left, left, right)
+
+
+def keyframes_in_reach(
+    key_times: np.ndarray, times: np.ndarray, start: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fast mode's rule: which instants a keyframe may stand in for.
+
+    Args:
+        key_times: Sorted keyframe times, seconds.
+        times: Instants from :func:`sample_times`, seconds.
+        start: The ``start`` they were sampled from.
+
+    Returns:
+        ``nearest`` (index into ``key_times`` for each instant) and ``close`` (bool: that
+        keyframe lies within half a sampling interval of the instant).
+    """
+    half_interval = float(times[0]) - start  # instants sit at the centres of their windows
+    nearest = nearest_keyframe(key_times, times)
+    return nearest, np.abs(key_times[nearest] - times) <= half_interval + 1e-9

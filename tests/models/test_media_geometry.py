@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models.media.geometry import Fit, plan_resize
-from models.media.sampling import frame_at, nearest_keyframe, sample_times
+from models.media.sampling import frame_at, keyframes_in_reach, nearest_keyframe, sample_times
 
 
 def test_instants_are_window_centres():
@@ -32,6 +32,17 @@ def test_frame_shown_is_the_last_started():
 def test_nearest_keyframe_prefers_earlier_on_ties():
     keys = np.array([0.0, 1.0, 2.0])
     assert nearest_keyframe(keys, np.array([0.4, 0.5, 0.6, 5.0])).tolist() == [0, 0, 1, 2]
+
+
+def test_a_keyframe_stands_in_only_within_half_an_interval():
+    keys = np.array([0.0, 4.0])
+    _, close = keyframes_in_reach(keys, sample_times(8.0, num_frames=4), 0.0)  # 1, 3, 5, 7
+    assert close.tolist() == [True, True, True, False]
+    # one frame of a long video: its window is the whole video, not "anything goes"
+    _, close = keyframes_in_reach(np.array([0.0]), sample_times(60.0, num_frames=1), 0.0)
+    assert close.tolist() == [True]
+    _, close = keyframes_in_reach(np.array([0.0]), sample_times(60.0, num_frames=1, start=20), 20)
+    assert close.tolist() == [False]  # the instant is at 40 s, the window is [20, 60)
 
 
 @pytest.mark.parametrize(
