@@ -73,13 +73,10 @@ class VideoFactory:
                 if codec is not None and not synth.encoder_available(codec):
                     pytest.skip(f"this PyAV build has no {codec} encoder")
             return synth.write_video(base.with_suffix(suffix), spec)
-        if kind == "truncated":
-            whole = synth.write_video(base.with_name(stem + "-whole.mp4"), VideoSpec(duration=3))
-            return synth.truncate(whole, base.with_suffix(".mp4"))
-        if kind == "truncated_index_intact":
-            whole = synth.write_video(
-                base.with_name(stem + "-whole.mp4"), VideoSpec(duration=3, faststart=True)
-            )
+        if kind in ("truncated", "truncated_index_intact"):
+            # faststart puts the index first, so half a file still promises every frame
+            spec = VideoSpec(duration=3, faststart=kind == "truncated_index_intact")
+            whole = synth.write_video(base.with_name(stem + "-whole.mp4"), spec)
             return synth.truncate(whole, base.with_suffix(".mp4"))
         if kind == "empty":
             path = base.with_suffix(".mp4")

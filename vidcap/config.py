@@ -6,34 +6,42 @@ The API, the workers and the CLI all read this one class.
 
 from __future__ import annotations
 
+from copy import copy
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.media import Backend, MediaLimits
-from models.media.limits import DEFAULT_AUDIO_CODECS, DEFAULT_CONTAINERS, DEFAULT_VIDEO_CODECS
 
 # Comma-separated lists in the environment: VIDCAP_MEDIA_CONTAINERS=mov,matroska
 CsvList = Annotated[tuple[str, ...], NoDecode]
 
 
+def _limit(name: str) -> Any:
+    """A MediaLimits field (its default and its bounds) as a setting's field."""
+    return copy(MediaLimits.model_fields[name])
+
+
 class Settings(BaseSettings):
-    """Settings of the whole service (see README: Configuration)."""
+    """Settings of the whole service (see README: Configuration).
+
+    Each ``media_*`` setting is the media layer's limit of the same name (MediaLimits).
+    """
 
     model_config = SettingsConfigDict(env_prefix="VIDCAP_", env_file=".env", extra="ignore")
 
     media_backend: Backend = Backend.PYAV
-    media_max_duration_s: float = Field(default=3600.0, gt=0)
-    media_max_pixels: int = Field(default=3840 * 2160, gt=0)
-    media_max_fps: float = Field(default=240.0, gt=0)
-    media_max_sample_frames: int = Field(default=4096, gt=0)
-    media_containers: CsvList = DEFAULT_CONTAINERS
-    media_video_codecs: CsvList = DEFAULT_VIDEO_CODECS
-    media_audio_codecs: CsvList = DEFAULT_AUDIO_CODECS
-    media_decode_timeout_s: float = Field(default=300.0, gt=0)
-    media_decode_memory_mb: int = Field(default=4096, ge=0)
+    media_max_duration_s: float = _limit("max_duration_s")
+    media_max_pixels: int = _limit("max_pixels")
+    media_max_fps: float = _limit("max_fps")
+    media_max_sample_frames: int = _limit("max_sample_frames")
+    media_containers: CsvList = _limit("containers")
+    media_video_codecs: CsvList = _limit("video_codecs")
+    media_audio_codecs: CsvList = _limit("audio_codecs")
+    media_decode_timeout_s: float = _limit("decode_timeout_s")
+    media_decode_memory_mb: int = _limit("decode_memory_mb")
 
     @field_validator("media_containers", "media_video_codecs", "media_audio_codecs", mode="before")
     @classmethod
@@ -45,15 +53,7 @@ class Settings(BaseSettings):
     def media_limits(self) -> MediaLimits:
         """The media layer's limits from these settings."""
         return MediaLimits(
-            max_duration_s=self.media_max_duration_s,
-            max_pixels=self.media_max_pixels,
-            max_fps=self.media_max_fps,
-            max_sample_frames=self.media_max_sample_frames,
-            containers=self.media_containers,
-            video_codecs=self.media_video_codecs,
-            audio_codecs=self.media_audio_codecs,
-            decode_timeout_s=self.media_decode_timeout_s,
-            decode_memory_mb=self.media_decode_memory_mb,
+            **{name: getattr(self, f"media_{name}") for name in MediaLimits.model_fields}
         )
 
 
