@@ -8,6 +8,8 @@ a model on the GPU) carries on. The child is always reaped before the call retur
 Children come from a ``forkserver``: a small server process started once, with PyAV and numpy
 imported, that forks a child per call. Forking the caller itself is unsafe once it has threads
 or CUDA state (PyTorch, RQ heartbeats); spawning a fresh interpreter per call costs ~0.3 s.
+The children do not re-run the caller's ``__main__`` module (multiprocessing's default): a
+script that imported torch would otherwise import it again in every decode child (seconds).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import logging
 import multiprocessing as mp
 import resource
 import signal
+import sys
 import time
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import context, popen_forkserver
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -31,6 +36,31 @@ T = TypeVar("T")
 
 _CONTEXT = mp.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["models.media._pyav"])
+# What the child is told the caller's main module is: nothing to re-import.
+_NO_MAIN = types.ModuleType("__main__")
+
+
+class _Popen(popen_forkserver.Popen):
+    """Starts a forkserver child without the caller's ``__main__`` in its preparation data.
+
+    multiprocessing makes each child import the parent's main script (as ``__mp_main__``) so
+    that functions defined there can be unpickled. Our targets live in importable modules, so
+    the child skips it; the swap lasts only while the launch data is pickled.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        real = sys.modules["__main__"]
+        sys.modules["__main__"] = _NO_MAIN
+        try:
+            super()._launch(process_obj)
+        finally:
+            sys.modules["__main__"] = real
+
+
+class _Process(context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _Popen:
+        return _Popen(process_obj)
 
 
 @dataclass(frozen=True)
@@ -99,7 +129,7 @@ def run_isolated(
         RuntimeError: ``fn`` raised something else (a bug, not a bad file).
     """
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_child, args=(sender, fn, args, memory_mb), daemon=True)
+    child = _Process(target=_child, args=(sender, fn, args, memory_mb), daemon=True)
     started = time.perf_counter()
     try:
         child.start()

@@ -1,0 +1,405 @@
+"""What the rest of vidcap calls: a file in, features out; features in, text out.
+
+>>> pipe = CaptionPipeline.from_pretrained("models/checkpoints/default")
+>>> features = pipe.extract("clip.mp4")        # decode + backbones, once per video
+>>> pipe.caption(features)                     # the whole video
+>>> pipe.caption_segments(features, 5.0)       # [Segment(start, end, text), ...]
+>>> pipe.answer(features, "what colour is the square?")
+
+Every method also takes lists (several videos, several questions) and runs them in batches.
+Memory stays bounded whatever the duration: frames are decoded and run through the backbones
+``max_frames`` at a time, and the fusion encoder never sees more than ``max_frames`` steps
+(a long video's whole-video caption reads ``max_frames`` steps spread evenly over it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from models.backbones import backbone_id
+from models.configuration_videobert import VideoCaptionerConfig
+from models.features import FeaturesMismatch, VideoFeatures, collate, concat
+from models.media import MediaLimits, audio_windows, load_clip, probe, sample_frames
+from models.modeling_captioner import VideoCaptionerModel
+from models.tokenization import check_tokenizer, load_tokenizer
+
+STAGES = ("decode", "features", "fusion", "generate")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A caption of one stretch of a video, ``[start, end)`` seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class StageTimer:
+    """Adds up seconds per stage; calls ``on_stage(name)`` when a stage starts (progress)."""
+
+    on_stage: Callable[[str], None] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the enclosed block as ``name``."""
+        if self.on_stage is not None:
+            self.on_stage(name)
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
+
+
+def default_device() -> torch.device:
+    """CUDA when there is a GPU, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class CaptionPipeline:
+    """A captioner, its tokenizer, and how to feed them a video file.
+
+    Args:
+        model: The captioner (moved to ``device``, put in eval mode).
+        tokenizer: Its tokenizer (BART's special ids).
+        device: Where to run (default: CUDA when present). On CUDA the model runs under
+            bf16 autocast; on the CPU in the model's dtype (float32 by default).
+        limits: Media limits for decoding (default: the media layer's).
+        batch_size: Videos, windows or questions per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: VideoCaptionerModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        device: torch.device | str | None = None,
+        limits: MediaLimits | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        check_tokenizer(tokenizer, model.config.decoder_config.vocab_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.limits = limits or MediaLimits()
+        self.batch_size = batch_size
+        self.visual_backbone = backbone_id(model.visual_backbone)
+        self.audio_backbone = backbone_id(model.audio_backbone)
+
+    @property
+    def config(self) -> VideoCaptionerConfig:
+        """The model's config (sampling settings included)."""
+        return self.model.config
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        **kwargs: Any,
+    ) -> CaptionPipeline:
+        """Load a model directory written by :meth:`save_pretrained` (model + tokenizer).
+
+        Args:
+            path: The directory.
+            device: Where to run (default: CUDA when present).
+            dtype: dtype of the weights (float32 unless asked otherwise; a checkpoint's own
+                dtype is never assumed).
+            kwargs: Other arguments of the constructor.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"no vidcap model at {path!r} (config.json missing)")
+        model = VideoCaptionerModel.from_pretrained(path, dtype=dtype)
+        return cls(model, load_tokenizer(path), device=device, **kwargs)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
+        """Write the model (config + safetensors) and its tokenizer into one directory."""
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ features
+
+    @overload
+    def extract(
+        self, source: str | os.PathLike[str], *, timer: StageTimer | None = None
+    ) -> VideoFeatures: ...
+
+    @overload
+    def extract(
+        self, source: Sequence[str | os.PathLike[str]], *, timer: StageTimer | None = None
+    ) -> list[VideoFeatures]: ...
+
+    def extract(
+        self,
+        source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        timer: StageTimer | None = None,
+    ) -> VideoFeatures | list[VideoFeatures]:
+        """Decode a video (or several) and run the backbones.
+
+        Frames are sampled at ``config.frames_per_second`` (at least one frame, at most the
+        media limit's ``max_sample_frames``) and processed ``config.max_frames`` at a time.
+
+        Raises:
+            MediaError: The media layer's, for files that are not acceptable videos.
+        """
+        if isinstance(source, (str, os.PathLike)):
+            return self._extract_one(source, timer or StageTimer())
+        return [self._extract_one(p, timer or StageTimer()) for p in source]
+
+    def _extract_one(self, path: str | os.PathLike[str], timer: StageTimer) -> VideoFeatures:
+        cfg = self.config
+        with timer.stage("decode"):
+            info = probe(path, limits=self.limits)
+        total = math.ceil(info.duration_s * cfg.frames_per_second)
+        total = max(1, min(total, info.frame_count, self.limits.max_sample_frames))
+        step = info.duration_s / total  # the sampling grid: frame i at (i + 0.5) * step
+        sampling = {"size": cfg.image_size, "fit": cfg.frame_fit, "limits": self.limits}
+        parts: list[VideoFeatures] = []
+        audio: np.ndarray | None = None
+        for first in range(0, total, cfg.max_frames):
+            count = min(cfg.max_frames, total - first)
+            span = {"start": first * step, "end": (first + count) * step, "num_frames": count}
+            with timer.stage("decode"):
+                if first == 0:  # audio is read once, with the first window's frames
+                    clip = load_clip(path, **span, **sampling, sample_rate=cfg.sample_rate)
+                    images, times = clip.frames
+                    audio = clip.audio
+                else:
+                    images, times = sample_frames(path, **span, **sampling)
+                windows, heard = audio_windows(
+                    audio, cfg.sample_rate, times, window_s=cfg.audio_window_s
+                )
+            with timer.stage("features"):
+                parts.append(self._features(images, windows, heard, times, info.duration_s))
+        return concat(parts)
+
+    @torch.inference_mode()
+    def _features(
+        self,
+        images: np.ndarray,
+        windows: np.ndarray,
+        heard: np.ndarray,
+        times: np.ndarray,
+        duration_s: float,
+    ) -> VideoFeatures:
+        pixels = torch.from_numpy(images).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+        with self._autocast():
+            visual, audio = self.model.extract_features(
+                pixels.unsqueeze(0).to(self.device),
+                torch.from_numpy(windows).unsqueeze(0).to(self.device),
+            )  # (1, T, Dv), (1, T, Da)
+        return VideoFeatures(
+            visual=visual[0].float().cpu(),
+            audio=audio[0].float().cpu(),
+            visual_mask=torch.ones(len(times), dtype=torch.bool),
+            audio_mask=torch.from_numpy(heard),
+            timestamps=torch.from_numpy(np.asarray(times, dtype=np.float64)),
+            duration_s=float(duration_s),
+            visual_backbone=self.visual_backbone,
+            audio_backbone=self.audio_backbone,
+        )
+
+    def check_features(self, features: VideoFeatures) -> None:
+        """Raise :class:`FeaturesMismatch` for features other backbones made."""
+        if (features.visual_backbone, features.audio_backbone) != (
+            self.visual_backbone,
+            self.audio_backbone,
+        ):
+            raise FeaturesMismatch(
+                "these features were made by other backbones"
+                f" ({features.visual_backbone}, {features.audio_backbone}) than this model's"
+                f" ({self.visual_backbone}, {self.audio_backbone}); extract them again"
+            )
+
+    # ------------------------------------------------------------------ text
+
+    @torch.inference_mode()
+    def _generate(
+        self,
+        items: Sequence[VideoFeatures],
+        questions: Sequence[str] | None,
+        timer: StageTimer,
+        generate_kwargs: dict[str, Any],
+    ) -> list[str]:
+        cfg = self.config
+        texts: list[str] = []
+        for i in range(0, len(items), self.batch_size):
+            chunk = items[i : i + self.batch_size]
+            with timer.stage("fusion"), self._autocast():
+                for f in chunk:
+                    self.check_features(f)
+                batch = collate([f.subsample(cfg.max_frames) for f in chunk], self.device)
+                if questions is not None:
+                    q = self.tokenizer(
+                        list(questions[i : i + self.batch_size]),
+                        padding=True,
+                        truncation=True,
+                        max_length=cfg.max_question_tokens,
+                        return_tensors="pt",
+                    )
+                    batch["question_ids"] = q["input_ids"].to(self.device)
+                    batch["question_mask"] = q["attention_mask"].to(self.device)
+                encoded = self.model.encode(**batch)
+            with timer.stage("generate"), self._autocast():
+                ids = self.model.generate_from(encoded, **generate_kwargs)
+            texts += [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return texts
+
+    @overload
+    def caption(
+        self, features: VideoFeatures, *, timer: StageTimer | None = None, **generate_kwargs: Any
+    ) -> str: ...
+
+    @overload
+    def caption(
+        self,
+        features: Sequence[VideoFeatures],
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> list[str]: ...
+
+    def caption(
+        self,
+        features: VideoFeatures | Sequence[VideoFeatures],
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> str | list[str]:
+        """A caption of the whole video (or one per video, for a list).
+
+        ``generate_kwargs`` override the config's decoding settings (``num_beams``,
+        ``max_new_tokens``, ``no_repeat_ngram_size``, ...).
+        """
+        single = isinstance(features, VideoFeatures)
+        items = [features] if single else list(features)  # type: ignore[list-item]
+        texts = self._generate(items, None, timer or StageTimer(), generate_kwargs)
+        return texts[0] if single else texts
+
+    @overload
+    def caption_segments(
+        self,
+        features: VideoFeatures,
+        segment_seconds: float,
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> list[Segment]: ...
+
+    @overload
+    def caption_segments(
+        self,
+        features: Sequence[VideoFeatures],
+        segment_seconds: float,
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> list[list[Segment]]: ...
+
+    def caption_segments(
+        self,
+        features: VideoFeatures | Sequence[VideoFeatures],
+        segment_seconds: float,
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> list[Segment] | list[list[Segment]]:
+        """Dense captions: one per ``segment_seconds`` stretch of the video, in order.
+
+        The last segment ends at the video's end. A stretch without a sampled frame is
+        captioned from the nearest frame.
+        """
+        if not segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+        single = isinstance(features, VideoFeatures)
+        videos = [features] if single else list(features)  # type: ignore[list-item]
+        spans: list[list[tuple[float, float]]] = []
+        windows: list[VideoFeatures] = []
+        for f in videos:
+            ends = max(f.duration_s, float(f.timestamps[-1]))
+            count = max(1, math.ceil(ends / segment_seconds - 1e-9))
+            cuts = [(k * segment_seconds, min((k + 1) * segment_seconds, ends)) for k in range(count)]
+            spans.append(cuts)
+            windows += [f.window(s, e) for s, e in cuts]
+        texts = iter(self._generate(windows, None, timer or StageTimer(), generate_kwargs))
+        result = [[Segment(s, e, next(texts)) for s, e in cuts] for cuts in spans]
+        return result[0] if single else result
+
+    @overload
+    def answer(
+        self,
+        features: VideoFeatures | Sequence[VideoFeatures],
+        question: str,
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> str: ...
+
+    @overload
+    def answer(
+        self,
+        features: VideoFeatures | Sequence[VideoFeatures],
+        question: Sequence[str],
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> list[str]: ...
+
+    def answer(
+        self,
+        features: VideoFeatures | Sequence[VideoFeatures],
+        question: str | Sequence[str],
+        *,
+        timer: StageTimer | None = None,
+        **generate_kwargs: Any,
+    ) -> str | list[str]:
+        """Answer a question about a video.
+
+        Several questions about one video: pass one ``VideoFeatures`` and a list. Questions
+        about several videos: pass two lists of the same length (pairs).
+        """
+        single = isinstance(question, str)
+        questions = [question] if single else list(question)  # type: ignore[list-item]
+        if any(not q.strip() for q in questions):
+            raise ValueError("a question must not be empty")
+        if isinstance(features, VideoFeatures):
+            items = [features] * len(questions)
+        else:
+            items = list(features)
+            if len(items) != len(questions):
+                raise ValueError(
+                    f"{len(items)} videos but {len(questions)} questions: pass one video, or"
+                    " one question per video"
+                )
+        texts = self._generate(items, questions, timer or StageTimer(), generate_kwargs)
+        return texts[0] if single else texts
+
+
+def default_model_dir() -> Path:
+    """Where the default model ships (``models/checkpoints/default``)."""
+    return Path(__file__).resolve().parent / "checkpoints" / "default"
