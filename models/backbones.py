@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,6 +74,8 @@ def normalise_frames(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
 class _PixelStats(DerivedBuffers):
     image_mean: list[float]
     image_std: list[float]
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def buffer_values(self) -> dict[str, torch.Tensor]:
         return {"mean": torch.tensor(self.image_mean), "std": torch.tensor(self.image_std)}
@@ -119,6 +122,9 @@ class LogMel(DerivedBuffers, nn.Module):
     The scaling follows Whisper's front end (log10, then ``(x + 4) / 4``), so the default
     settings (400-point FFT, 160-sample hop at 16 kHz) also feed a Whisper encoder.
     """
+
+    bank: torch.Tensor
+    window: torch.Tensor
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int) -> None:
         super().__init__()
@@ -183,7 +189,7 @@ class AudioCNN(nn.Module):
 
 
 def _output_size(tower: nn.Module) -> int:
-    cfg = tower.config
+    cfg: Any = tower.config
     return int(getattr(cfg, "hidden_size", None) or cfg.d_model)
 
 

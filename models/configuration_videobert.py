@@ -153,10 +153,12 @@ class VideoCaptionerConfig(PreTrainedConfig):
         "audio_backbone_config": SubConfigSpec(AutoConfig, model_type="whisper", optional=True),
     }
 
-    videobert_config: dict | PreTrainedConfig | None = None
-    decoder_config: dict | PreTrainedConfig | None = None
-    visual_backbone_config: dict | PreTrainedConfig | None = None
-    audio_backbone_config: dict | PreTrainedConfig | None = None
+    # Given as dicts or configs, always configs once built (Any keeps attribute access typed
+    # as the reader expects).
+    videobert_config: Any = None
+    decoder_config: Any = None
+    visual_backbone_config: Any = None
+    audio_backbone_config: Any = None
     freeze_backbones: bool = True
     frame_size: int = 64
     frame_fit: str = "pad"

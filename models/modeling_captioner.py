@@ -109,9 +109,7 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
     # ------------------------------------------------------------------ backbones
 
     def _pretrained_backbones(self) -> list[nn.Module]:
-        return [
-            b for b in (self.visual_backbone, self.audio_backbone) if getattr(b, "tower", None)
-        ]
+        return [b for b in (self.visual_backbone, self.audio_backbone) if getattr(b, "tower", None)]
 
     def _freeze_pretrained_backbones(self) -> None:
         if self.config.freeze_backbones:
@@ -332,14 +330,21 @@ def _tower_config(path: str, sub: str) -> Any:
 def _image_stats(path: str) -> tuple[list[float], list[float]] | None:
     import json
 
-    file = os.path.join(path, "preprocessor_config.json")
-    if not os.path.isfile(file):
-        return None
-    with open(file) as f:
-        values = json.load(f)
-    if "image_mean" not in values or "image_std" not in values:
-        return None
-    return list(values["image_mean"]), list(values["image_std"])
+    # An image processor saved alone writes preprocessor_config.json; a whole processor (CLIP,
+    # SigLIP: image processor + tokenizer) nests its values under "image_processor" in
+    # processor_config.json.
+    sources = (("preprocessor_config.json", None), ("processor_config.json", "image_processor"))
+    for name, nested in sources:
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            continue
+        with open(file) as f:
+            values = json.load(f)
+        if nested is not None:
+            values = values.get(nested) or {}
+        if "image_mean" in values and "image_std" in values:
+            return list(values["image_mean"]), list(values["image_std"])
+    return None
 
 
 def build_captioner(
@@ -420,7 +425,8 @@ def build_captioner(
         visual_backbone_config=visual_tower,
         audio_backbone_config=audio_tower,
     )
-    model = VideoCaptionerModel(config).to(dtype)
+    model = VideoCaptionerModel(config)
+    model.to(dtype)  # type: ignore[arg-type]  # transformers' wrapper hides nn.Module.to's type
     if visual_backbone is not None:
         tower = AutoModel.from_pretrained(os.fspath(visual_backbone), dtype=dtype)
         _load_tower(model.visual_backbone.tower, tower, "visual backbone")
@@ -441,20 +447,23 @@ def _load_tower(target: nn.Module, source: nn.Module, what: str) -> None:
     # A full CLIP checkpoint holds "vision_model.*" beside the text tower: take our keys.
     state = source.state_dict()
     wanted = target.state_dict()
-    missing = set(wanted) - set(state)
+    key = next(iter(wanted))
+    prefixes = sorted(
+        {k[: -len(key)] for k in state if k == key or k.endswith("." + key)}, key=len
+    ) or [""]
+    prefix = next((p for p in prefixes if all(p + k in state for k in wanted)), prefixes[0])
+    missing = [k for k in wanted if prefix + k not in state]
     if missing:
         raise ValueError(f"{what}: checkpoint lacks {sorted(missing)[:5]}")
-    target.load_state_dict({k: state[k] for k in wanted})
+    target.load_state_dict({k: state[prefix + k] for k in wanted})
 
 
 def _load_bert(videobert: VideoBertModel, bert: BertModel) -> None:
     """Streams get BERT's first l layers; post-fusion layers get the next ones."""
     state = bert.state_dict()
-    l = videobert.config.fusion_layer
+    layers = videobert.config.fusion_layer
     embeddings = {
-        k: v
-        for k, v in state.items()
-        if k.startswith("embeddings.") and "word_embeddings" not in k
+        k: v for k, v in state.items() if k.startswith("embeddings.") and "word_embeddings" not in k
     }
     positions = videobert.config.max_position_embeddings
 
@@ -474,11 +483,11 @@ def _load_bert(videobert: VideoBertModel, bert: BertModel) -> None:
         return out
 
     for stream in (videobert.visual_stream, videobert.audio_stream):
-        missing, _ = stream.load_state_dict(part(0, l), strict=False)
+        missing, _ = stream.load_state_dict(part(0, layers), strict=False)
         _check_only_words(missing)
     if videobert.fused_encoder is not None:
         missing, _ = videobert.fused_encoder.load_state_dict(
-            part(l, videobert.config.num_fused_layers), strict=False
+            part(layers, videobert.config.num_fused_layers), strict=False
         )
         _check_only_words(missing)
 

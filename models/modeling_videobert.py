@@ -1,8 +1,8 @@
 """VideoBERT: two BERT streams (visual, audio) on one time grid, fused at layer l.
 
-    visual features (B, T, Dv) -> proj -> + modality -> BERT x l --\
-                                                                   fusion -> F (B, T, H) -> BERT x (N - l)
-    audio features  (B, T, Da) -> proj -> + modality -> BERT x l --/
+    visual (B, T, Dv) -> proj -> + modality -> BERT x l --\
+                                                          fusion -> F (B, T, H) -> BERT x (N - l)
+    audio  (B, T, Da) -> proj -> + modality -> BERT x l --/
 
 BERT adds the temporal position embeddings (one per time step of the window). Fusion is the
 seed's gated fusion ``F = g_v * V + g_a * A`` with ``g = sigmoid(W [V; A] + b)``, or element-wise
@@ -45,7 +45,11 @@ class VideoBertOutput(ModelOutput):
 
 
 class GatedFusion(nn.Module):
-    """``g_v = sigmoid(W_v [V; A] + b_v)``, ``g_a = sigmoid(W_a [V; A] + b_a)``, ``F = g_v V + g_a A``."""
+    """The seed's gated fusion.
+
+    ``g_v = sigmoid(W_v [V; A] + b_v)``, ``g_a = sigmoid(W_a [V; A] + b_a)``,
+    ``F = g_v * V + g_a * A``.
+    """
 
     def __init__(self, hidden: int) -> None:
         super().__init__()

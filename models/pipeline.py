@@ -20,7 +20,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
@@ -30,7 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from models.backbones import backbone_id
 from models.configuration_videobert import VideoCaptionerConfig
 from models.features import FeaturesMismatch, VideoFeatures, collate, concat
-from models.media import MediaLimits, audio_windows, load_clip, probe, sample_frames
+from models.media import Backend, MediaLimits, audio_windows, load_clip, probe, sample_frames
 from models.modeling_captioner import VideoCaptionerModel
 from models.tokenization import check_tokenizer, load_tokenizer
 
@@ -70,6 +69,15 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _listed(
+    features: VideoFeatures | Sequence[VideoFeatures],
+) -> tuple[list[VideoFeatures], bool]:
+    """``(items, single)``: a list of features, and whether one was given alone."""
+    if isinstance(features, VideoFeatures):
+        return [features], True
+    return list(features), False
+
+
 class CaptionPipeline:
     """A captioner, its tokenizer, and how to feed them a video file.
 
@@ -79,6 +87,7 @@ class CaptionPipeline:
         device: Where to run (default: CUDA when present). On CUDA the model runs under
             bf16 autocast; on the CPU in the model's dtype (float32 by default).
         limits: Media limits for decoding (default: the media layer's).
+        backend: Which library decodes frames (PyAV by default; audio is always PyAV).
         batch_size: Videos, windows or questions per forward pass.
     """
 
@@ -89,15 +98,18 @@ class CaptionPipeline:
         *,
         device: torch.device | str | None = None,
         limits: MediaLimits | None = None,
+        backend: Backend | str = Backend.PYAV,
         batch_size: int = 16,
     ) -> None:
         check_tokenizer(tokenizer, model.config.decoder_config.vocab_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
+        model.to(self.device)  # type: ignore[arg-type]  # transformers' wrapper hides the type
+        self.model = model.eval()
         self.tokenizer = tokenizer
         self.limits = limits or MediaLimits()
+        self.backend = Backend(backend)
         self.batch_size = batch_size
         self.visual_backbone = backbone_id(model.visual_backbone)
         self.audio_backbone = backbone_id(model.audio_backbone)
@@ -144,7 +156,7 @@ class CaptionPipeline:
     # ------------------------------------------------------------------ features
 
     @overload
-    def extract(
+    def extract(  # type: ignore[overload-overlap]  # a str is also a Sequence
         self, source: str | os.PathLike[str], *, timer: StageTimer | None = None
     ) -> VideoFeatures: ...
 
@@ -178,24 +190,46 @@ class CaptionPipeline:
         total = math.ceil(info.duration_s * cfg.frames_per_second)
         total = max(1, min(total, info.frame_count, self.limits.max_sample_frames))
         step = info.duration_s / total  # the sampling grid: frame i at (i + 0.5) * step
-        sampling = {"size": cfg.image_size, "fit": cfg.frame_fit, "limits": self.limits}
         parts: list[VideoFeatures] = []
         audio: np.ndarray | None = None
+        previous: np.ndarray | None = None  # the frame before this window (motion context)
         for first in range(0, total, cfg.max_frames):
             count = min(cfg.max_frames, total - first)
-            span = {"start": first * step, "end": (first + count) * step, "num_frames": count}
+            start, end = first * step, (first + count) * step
             with timer.stage("decode"):
                 if first == 0:  # audio is read once, with the first window's frames
-                    clip = load_clip(path, **span, **sampling, sample_rate=cfg.sample_rate)
+                    clip = load_clip(
+                        path,
+                        num_frames=count,
+                        start=start,
+                        end=end,
+                        size=cfg.image_size,
+                        fit=cfg.frame_fit,
+                        sample_rate=cfg.sample_rate,
+                        backend=self.backend,
+                        limits=self.limits,
+                    )
                     images, times = clip.frames
                     audio = clip.audio
                 else:
-                    images, times = sample_frames(path, **span, **sampling)
+                    images, times = sample_frames(
+                        path,
+                        num_frames=count,
+                        start=start,
+                        end=end,
+                        size=cfg.image_size,
+                        fit=cfg.frame_fit,
+                        backend=self.backend,
+                        limits=self.limits,
+                    )
                 windows, heard = audio_windows(
                     audio, cfg.sample_rate, times, window_s=cfg.audio_window_s
                 )
             with timer.stage("features"):
-                parts.append(self._features(images, windows, heard, times, info.duration_s))
+                parts.append(
+                    self._features(images, windows, heard, times, info.duration_s, previous)
+                )
+            previous = images[-1:]
         return concat(parts)
 
     @torch.inference_mode()
@@ -206,16 +240,22 @@ class CaptionPipeline:
         heard: np.ndarray,
         times: np.ndarray,
         duration_s: float,
+        previous: np.ndarray | None,
     ) -> VideoFeatures:
+        # With the previous window's last frame in front, the first frame's motion is the same
+        # as in one pass over the whole video; its row is dropped afterwards.
+        context = 0 if previous is None else 1
+        if previous is not None:
+            images = np.concatenate([previous, images])
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
         with self._autocast():
-            visual, audio = self.model.extract_features(
-                pixels.unsqueeze(0).to(self.device),
-                torch.from_numpy(windows).unsqueeze(0).to(self.device),
-            )  # (1, T, Dv), (1, T, Da)
+            visual = self.model.visual_backbone(pixels.unsqueeze(0).to(self.device))
+            audio = self.model.audio_backbone(
+                torch.from_numpy(windows).unsqueeze(0).to(self.device)
+            )
         return VideoFeatures(
-            visual=visual[0].float().cpu(),
-            audio=audio[0].float().cpu(),
+            visual=visual[0, context:].float().cpu(),  # (T, Dv)
+            audio=audio[0].float().cpu(),  # (T, Da)
             visual_mask=torch.ones(len(times), dtype=torch.bool),
             audio_mask=torch.from_numpy(heard),
             timestamps=torch.from_numpy(np.asarray(times, dtype=np.float64)),
@@ -296,8 +336,7 @@ class CaptionPipeline:
         ``generate_kwargs`` override the config's decoding settings (``num_beams``,
         ``max_new_tokens``, ``no_repeat_ngram_size``, ...).
         """
-        single = isinstance(features, VideoFeatures)
-        items = [features] if single else list(features)  # type: ignore[list-item]
+        items, single = _listed(features)
         texts = self._generate(items, None, timer or StageTimer(), generate_kwargs)
         return texts[0] if single else texts
 
@@ -336,14 +375,15 @@ class CaptionPipeline:
         """
         if not segment_seconds > 0:
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
-        single = isinstance(features, VideoFeatures)
-        videos = [features] if single else list(features)  # type: ignore[list-item]
+        videos, single = _listed(features)
         spans: list[list[tuple[float, float]]] = []
         windows: list[VideoFeatures] = []
         for f in videos:
             ends = max(f.duration_s, float(f.timestamps[-1]))
             count = max(1, math.ceil(ends / segment_seconds - 1e-9))
-            cuts = [(k * segment_seconds, min((k + 1) * segment_seconds, ends)) for k in range(count)]
+            cuts = [
+                (k * segment_seconds, min((k + 1) * segment_seconds, ends)) for k in range(count)
+            ]
             spans.append(cuts)
             windows += [f.window(s, e) for s, e in cuts]
         texts = iter(self._generate(windows, None, timer or StageTimer(), generate_kwargs))
@@ -384,7 +424,7 @@ class CaptionPipeline:
         about several videos: pass two lists of the same length (pairs).
         """
         single = isinstance(question, str)
-        questions = [question] if single else list(question)  # type: ignore[list-item]
+        questions = [question] if isinstance(question, str) else list(question)
         if any(not q.strip() for q in questions):
             raise ValueError("a question must not be empty")
         if isinstance(features, VideoFeatures):
@@ -398,8 +438,3 @@ class CaptionPipeline:
                 )
         texts = self._generate(items, questions, timer or StageTimer(), generate_kwargs)
         return texts[0] if single else texts
-
-
-def default_model_dir() -> Path:
-    """Where the default model ships (``models/checkpoints/default``)."""
-    return Path(__file__).resolve().parent / "checkpoints" / "default"

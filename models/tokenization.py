@@ -51,7 +51,7 @@ def train_tokenizer(
     eos, bos = SPECIAL_TOKENS["eos"], SPECIAL_TOKENS["bos"]
     # Positional on purpose: RobertaProcessing takes (sep, cls) and rejects keywords.
     tok.post_processor = processors.RobertaProcessing(
-        (eos, tok.token_to_id(eos)), (bos, tok.token_to_id(bos)), add_prefix_space=False
+        (eos, SPECIAL_IDS["eos"]), (bos, SPECIAL_IDS["bos"]), add_prefix_space=False
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -105,3 +106,80 @@ def decode_children() -> list[psutil.Process]:
     """Decode processes still alive: children of the media forkserver (there must be none)."""
     me = os.getpid()
     return [p for p in psutil.Process(me).children(recursive=True) if p.ppid() != me]
+
+
+# --- Models: tiny, real captioners built and saved by the test run -------------------------
+
+# Words the tiny tokenizer is trained on (the learning tests use these words).
+TINY_CORPUS = [
+    "a red picture with a low tone",
+    "a red picture with a high tone",
+    "a blue picture with a low tone",
+    "a blue picture with a high tone",
+    "what colour is the picture?",
+    "which sound plays?",
+    "red blue low tone high tone",
+]
+
+
+def tiny_config(vocab_size: int, **changes: object) -> Any:
+    """A captioner small enough to train in seconds on the CPU."""
+    from models.configuration_videobert import VideoCaptionerConfig, small_bart_config
+
+    values: dict[str, object] = {
+        "frame_size": 32,
+        "visual_channels": [16, 32],
+        "audio_channels": [16, 32],
+        "n_mels": 32,
+        "max_frames": 8,
+        "max_new_tokens": 16,
+        "videobert_config": {
+            "visual_feature_size": 64,
+            "audio_feature_size": 64,
+            "hidden_size": 64,
+            "num_hidden_layers": 1,
+            "fusion_layer": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "max_position_embeddings": 16,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        },
+        "decoder_config": small_bart_config(
+            vocab_size,
+            d_model=64,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=128,
+            decoder_ffn_dim=128,
+            max_position_embeddings=64,
+            dropout=0.0,
+        ),
+    }
+    values.update(changes)
+    return VideoCaptionerConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> object:
+    """A byte-level BPE tokenizer trained on TINY_CORPUS."""
+    from models.tokenization import train_tokenizer
+
+    return train_tokenizer(TINY_CORPUS, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: object) -> Path:
+    """A saved (untrained) tiny captioner with its tokenizer: a model directory."""
+    import torch
+
+    from models.modeling_captioner import VideoCaptionerModel
+    from models.pipeline import CaptionPipeline
+
+    torch.manual_seed(0)
+    model = VideoCaptionerModel(tiny_config(len(tiny_tokenizer)))  # type: ignore[arg-type]
+    path = tmp_path_factory.mktemp("tiny-model")
+    CaptionPipeline(model, tiny_tokenizer, device="cpu").save_pretrained(path)  # type: ignore[arg-type]
+    return path

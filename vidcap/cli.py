@@ -113,5 +113,135 @@ def frames_command(
     _print_json({"frames": written})
 
 
+# ---------------------------------------------------------------------- the model
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Model directory (default: VIDCAP_MODEL, else the shipped one)."),
+]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA if present).")
+]
+
+
+def _load_pipeline(model: Path | None, device: str | None) -> tuple[Any, Path, float]:
+    # torch loads only here: `vidcap probe` and the decode children stay light.
+    import time
+
+    from models.pipeline import CaptionPipeline
+
+    settings = get_settings()
+    path = model or settings.model
+    if not (path / "config.json").is_file():
+        _print_json(
+            {
+                "error": {
+                    "code": "model_not_found",
+                    "message": f"no vidcap model in {path} (config.json missing); pass --model"
+                    " DIR or set VIDCAP_MODEL",
+                }
+            }
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    began = time.perf_counter()
+    pipe = CaptionPipeline.from_pretrained(
+        path,
+        device=device or settings.device,
+        limits=settings.media_limits(),
+        backend=settings.media_backend,
+    )
+    return pipe, path, time.perf_counter() - began
+
+
+def _features(pipe: Any, file: Path, timer: Any) -> Any:
+    from models.features import VideoFeatures
+
+    try:
+        if file.suffix == ".safetensors":
+            features = VideoFeatures.load(file)
+            pipe.check_features(features)
+            return features
+        return pipe.extract(file, timer=timer)
+    except MediaError as e:
+        _fail(e)
+    except ValueError as e:  # not a features file, or features of other backbones
+        raise typer.BadParameter(str(e)) from None
+
+
+def _timings(load_s: float, timer: Any) -> dict[str, float]:
+    stages = {"load": load_s, **timer.seconds}
+    stages["total"] = sum(stages.values())
+    return {name: round(seconds, 4) for name, seconds in stages.items()}
+
+
+@app.command("caption")
+def caption_command(
+    file: Annotated[Path, typer.Argument(help="A video file, or features saved by --save.")],
+    model: ModelOption = None,
+    segments: Annotated[
+        float | None,
+        typer.Option("--segments", help="Also caption every SECONDS of the video.", min=0.1),
+    ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option("--save", help="Save the video's features here (.safetensors) for `ask`."),
+    ] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Caption a video (and its segments) and print JSON with timings per stage."""
+    from models.pipeline import StageTimer
+
+    pipe, path, load_s = _load_pipeline(model, device)
+    timer = StageTimer()
+    features = _features(pipe, file, timer)
+    result: dict[str, Any] = {
+        "file": str(file),
+        "model": str(path),
+        "duration_s": round(features.duration_s, 3),
+        "frames": len(features),
+        "has_audio": features.has_audio,
+        "caption": pipe.caption(features, timer=timer),
+    }
+    if segments is not None:
+        result["segments"] = [
+            {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+            for s in pipe.caption_segments(features, segments, timer=timer)
+        ]
+    if save is not None:
+        features.save(save)
+        result["features"] = str(save)
+    result["timings_s"] = _timings(load_s, timer)
+    _print_json(result)
+
+
+@app.command("ask")
+def ask_command(
+    file: Annotated[
+        Path, typer.Argument(help="A video file, or features saved by caption --save.")
+    ],
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    model: ModelOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Answer a question about a video and print JSON with timings per stage."""
+    from models.pipeline import StageTimer
+
+    if not question.strip():
+        raise typer.BadParameter("the question is empty")
+    pipe, path, load_s = _load_pipeline(model, device)
+    timer = StageTimer()
+    features = _features(pipe, file, timer)
+    answer = pipe.answer(features, question, timer=timer)
+    _print_json(
+        {
+            "file": str(file),
+            "model": str(path),
+            "question": question,
+            "answer": answer,
+            "timings_s": _timings(load_s, timer),
+        }
+    )
+
+
 if __name__ == "__main__":
     app()

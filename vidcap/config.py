@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from copy import copy
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models import DEFAULT_MODEL_DIR
 from models.media import Backend, MediaLimits
 
 # Comma-separated lists in the environment: VIDCAP_MEDIA_CONTAINERS=mov,matroska
@@ -32,6 +34,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIDCAP_", env_file=".env", extra="ignore")
 
+    model: Path = DEFAULT_MODEL_DIR
+    device: str | None = None
     media_backend: Backend = Backend.PYAV
     media_max_duration_s: float = _limit("max_duration_s")
     media_max_pixels: int = _limit("max_pixels")

@@ -52,7 +52,7 @@ class _Popen(popen_forkserver.Popen):
         real = sys.modules["__main__"]
         sys.modules["__main__"] = _NO_MAIN
         try:
-            super()._launch(process_obj)
+            super()._launch(process_obj)  # type: ignore[misc]  # private, absent from typeshed
         finally:
             sys.modules["__main__"] = real
 

@@ -47,6 +47,7 @@ class VideoSpec:
         vfr: Variable frame rate: frame durations alternate between 1x and 3x ``1/fps``.
         faststart: Put the index at the front (mp4/mov only).
         bframes: Let the encoder use B-frames (reordered frames) where it can.
+        background: RGB colour of the picture around the barcode.
     """
 
     duration: float = 2.0
@@ -63,6 +64,7 @@ class VideoSpec:
     vfr: bool = False
     faststart: bool = False
     bframes: bool = True
+    background: tuple[int, int, int] = (96, 96, 96)
 
 
 # A few files of each kind a user might upload; tests pick them by name. (libmp3lame in AVI
@@ -100,11 +102,13 @@ def encoder_available(name: str) -> bool:
     return True
 
 
-def pattern_frame(index: int, width: int, height: int) -> np.ndarray:
+def pattern_frame(
+    index: int, width: int, height: int, background: tuple[int, int, int] = (96, 96, 96)
+) -> np.ndarray:
     """The test picture for frame ``index``: RGB uint8 (height, width, 3)."""
     if not 0 <= index < 2**BARCODE_BITS:
         raise ValueError(f"frame index {index} does not fit in {BARCODE_BITS} bits")
-    image = np.full((height, width, 3), 96, dtype=np.uint8)
+    image = np.full((height, width, 3), background, dtype=np.uint8)
     image[: max(1, round(height * _BAND))] = (230, 30, 30)
     top, bottom = round(height * _BAR_TOP), round(height * _BAR_BOTTOM)
     edges = np.linspace(width * _BAR_LEFT, width * _BAR_RIGHT, BARCODE_BITS + 1).round()
@@ -202,9 +206,9 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
 def _stored_picture(index: int, spec: VideoSpec) -> np.ndarray:
     """The picture as stored: like a phone, sideways when the file says to turn it."""
     if spec.rotation in (90, 270):
-        upright = pattern_frame(index, spec.height, spec.width)
+        upright = pattern_frame(index, spec.height, spec.width, spec.background)
     else:
-        upright = pattern_frame(index, spec.width, spec.height)
+        upright = pattern_frame(index, spec.width, spec.height, spec.background)
     # The player turns the stored picture clockwise by `rotation`; store it turned back.
     return np.ascontiguousarray(np.rot90(upright, k=spec.rotation // 90))
 
