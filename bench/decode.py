@@ -19,8 +19,7 @@ because the machine is noisy:
   ffmpeg's own for a full decode (target: under 400 MB on the 60 s files), and the benchmark
   process's own peak.
 - For context, no target: the sandboxed probe alone, which every call does first, and an empty
-  sandboxed job (fork and result pipe; multiprocessing also re-imports the parent's main module,
-  here this one, in every child, as it would a service's entry point).
+  sandboxed job (fork and result pipe; the child does not re-import the caller's main module).
 
 Every call of ours goes through the public functions with their defaults, so each one pays
 what production pays: a fork from the forkserver, the resource limits, a probe (one demux pass

@@ -154,12 +154,12 @@ class LogMel(DerivedBuffers, nn.Module):
             audio.float(),
             self.n_fft,
             hop_length=self.hop_length,
-            window=self.window,
+            window=self.window.float(),
             center=True,
             return_complex=True,
         )  # (N, F, frames)
         power = spec.abs() ** 2
-        mel = torch.einsum("nft,fm->nmt", power, self.bank)  # (N, M, frames)
+        mel = torch.einsum("nft,fm->nmt", power, self.bank.float())  # (N, M, frames)
         return (torch.log10(mel.clamp(min=1e-10)) + 4.0) / 4.0
 
 

@@ -429,12 +429,12 @@ def build_captioner(
     model.to(dtype)  # type: ignore[arg-type]  # transformers' wrapper hides nn.Module.to's type
     if visual_backbone is not None:
         tower = AutoModel.from_pretrained(os.fspath(visual_backbone), dtype=dtype)
-        _load_tower(model.visual_backbone.tower, tower, "visual backbone")
+        _load_tower(model.visual_backbone.get_submodule("tower"), tower, "visual backbone")
     if audio_backbone is not None:
         tower = AutoModel.from_pretrained(os.fspath(audio_backbone), dtype=dtype)
         if hasattr(tower, "get_encoder"):
             tower = tower.get_encoder()
-        _load_tower(model.audio_backbone.tower, tower, "audio backbone")
+        _load_tower(model.audio_backbone.get_submodule("tower"), tower, "audio backbone")
     if bart_model is not None:
         model.bart.load_state_dict(bart_model.state_dict())
     if bert_model is not None:

@@ -69,6 +69,30 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """Sampled frames and their audio windows, as the backbones take them.
+
+    Attributes:
+        images: uint8 (T, S, S, 3) frames at the backbone's size.
+        times: float64 (T,) seconds.
+        windows: float32 (T, W) audio windows centred on the frames.
+        heard: bool (T,) True where a window holds audio.
+        duration_s: The video's duration.
+    """
+
+    images: np.ndarray
+    times: np.ndarray
+    windows: np.ndarray
+    heard: np.ndarray
+    duration_s: float
+
+
+def window_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) frames -> (1, T, 3, H, W), the visual backbone's layout."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).unsqueeze(0)
+
+
 def _listed(
     features: VideoFeatures | Sequence[VideoFeatures],
 ) -> tuple[list[VideoFeatures], bool]:
@@ -183,26 +207,33 @@ class CaptionPipeline:
             return self._extract_one(source, timer or StageTimer())
         return [self._extract_one(p, timer or StageTimer()) for p in source]
 
-    def _extract_one(self, path: str | os.PathLike[str], timer: StageTimer) -> VideoFeatures:
-        cfg = self.config
+    def decode_windows(
+        self, path: str | os.PathLike[str], *, timer: StageTimer | None = None
+    ) -> Iterator[Decoded]:
+        """Decode a video ``config.max_frames`` frames at a time, with their audio windows.
+
+        Frames are sampled at ``config.frames_per_second`` (at least one, at most the media
+        limit's ``max_sample_frames``) on one grid over the whole video: frame i at
+        ``(i + 0.5) * duration / count``. The audio track is read once, with the first window.
+
+        Raises:
+            MediaError: The media layer's, for files that are not acceptable videos.
+        """
+        cfg, timer = self.config, timer or StageTimer()
         with timer.stage("decode"):
             info = probe(path, limits=self.limits)
         total = math.ceil(info.duration_s * cfg.frames_per_second)
         total = max(1, min(total, info.frame_count, self.limits.max_sample_frames))
-        step = info.duration_s / total  # the sampling grid: frame i at (i + 0.5) * step
-        parts: list[VideoFeatures] = []
+        step = info.duration_s / total
         audio: np.ndarray | None = None
-        previous: np.ndarray | None = None  # the frame before this window (motion context)
         for first in range(0, total, cfg.max_frames):
             count = min(cfg.max_frames, total - first)
-            start, end = first * step, (first + count) * step
+            span = {"num_frames": count, "start": first * step, "end": (first + count) * step}
             with timer.stage("decode"):
-                if first == 0:  # audio is read once, with the first window's frames
+                if first == 0:
                     clip = load_clip(
                         path,
-                        num_frames=count,
-                        start=start,
-                        end=end,
+                        **span,  # type: ignore[arg-type]
                         size=cfg.image_size,
                         fit=cfg.frame_fit,
                         sample_rate=cfg.sample_rate,
@@ -214,9 +245,7 @@ class CaptionPipeline:
                 else:
                     images, times = sample_frames(
                         path,
-                        num_frames=count,
-                        start=start,
-                        end=end,
+                        **span,  # type: ignore[arg-type]
                         size=cfg.image_size,
                         fit=cfg.frame_fit,
                         backend=self.backend,
@@ -225,33 +254,42 @@ class CaptionPipeline:
                 windows, heard = audio_windows(
                     audio, cfg.sample_rate, times, window_s=cfg.audio_window_s
                 )
+            yield Decoded(images, times, windows, heard, info.duration_s)
+
+    def decode(self, path: str | os.PathLike[str]) -> Decoded:
+        """All the sampled frames and audio windows of a (short) video, as the model sees them.
+
+        For training on clips; long videos go through :meth:`extract`, window by window.
+        """
+        parts = list(self.decode_windows(path))
+        return Decoded(
+            images=np.concatenate([p.images for p in parts]),
+            times=np.concatenate([p.times for p in parts]),
+            windows=np.concatenate([p.windows for p in parts]),
+            heard=np.concatenate([p.heard for p in parts]),
+            duration_s=parts[0].duration_s,
+        )
+
+    def _extract_one(self, path: str | os.PathLike[str], timer: StageTimer) -> VideoFeatures:
+        parts: list[VideoFeatures] = []
+        previous: np.ndarray | None = None  # the frame before this window (motion context)
+        for window in self.decode_windows(path, timer=timer):
             with timer.stage("features"):
-                parts.append(
-                    self._features(images, windows, heard, times, info.duration_s, previous)
-                )
-            previous = images[-1:]
+                parts.append(self._features(window, previous))
+            previous = window.images[-1:]
         return concat(parts)
 
     @torch.inference_mode()
-    def _features(
-        self,
-        images: np.ndarray,
-        windows: np.ndarray,
-        heard: np.ndarray,
-        times: np.ndarray,
-        duration_s: float,
-        previous: np.ndarray | None,
-    ) -> VideoFeatures:
+    def _features(self, window: Decoded, previous: np.ndarray | None) -> VideoFeatures:
         # With the previous window's last frame in front, the first frame's motion is the same
         # as in one pass over the whole video; its row is dropped afterwards.
         context = 0 if previous is None else 1
-        if previous is not None:
-            images = np.concatenate([previous, images])
-        pixels = torch.from_numpy(images).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+        images = window.images if previous is None else np.concatenate([previous, window.images])
+        times, heard = window.times, window.heard
         with self._autocast():
-            visual = self.model.visual_backbone(pixels.unsqueeze(0).to(self.device))
+            visual = self.model.visual_backbone(window_pixels(images).to(self.device))
             audio = self.model.audio_backbone(
-                torch.from_numpy(windows).unsqueeze(0).to(self.device)
+                torch.from_numpy(window.windows).unsqueeze(0).to(self.device)
             )
         return VideoFeatures(
             visual=visual[0, context:].float().cpu(),  # (T, Dv)
@@ -259,7 +297,7 @@ class CaptionPipeline:
             visual_mask=torch.ones(len(times), dtype=torch.bool),
             audio_mask=torch.from_numpy(heard),
             timestamps=torch.from_numpy(np.asarray(times, dtype=np.float64)),
-            duration_s=float(duration_s),
+            duration_s=float(window.duration_s),
             visual_backbone=self.visual_backbone,
             audio_backbone=self.audio_backbone,
         )

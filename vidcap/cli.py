@@ -128,8 +128,11 @@ def _load_pipeline(model: Path | None, device: str | None) -> tuple[Any, Path, f
     # torch loads only here: `vidcap probe` and the decode children stay light.
     import time
 
+    from transformers.utils import logging as hf_logging
+
     from models.pipeline import CaptionPipeline
 
+    hf_logging.disable_progress_bar()  # stdout is JSON; stderr stays for real problems
     settings = get_settings()
     path = model or settings.model
     if not (path / "config.json").is_file():

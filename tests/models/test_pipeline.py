@@ -87,7 +87,9 @@ def test_batched_calls_equal_one_at_a_time(pipe: CaptionPipeline, make_video) ->
     videos = [short, long, silent]
     assert pipe.caption(videos) == [pipe.caption(v) for v in videos]
     questions = ["what colour is the picture?", "which sound plays?", "what colour?"]
-    assert pipe.answer(videos, questions) == [pipe.answer(v, q) for v, q in zip(videos, questions)]
+    assert pipe.answer(videos, questions) == [
+        pipe.answer(v, q) for v, q in zip(videos, questions, strict=True)
+    ]
     assert pipe.answer(long, questions) == [pipe.answer(long, q) for q in questions]
     segments = pipe.caption_segments(videos, 1.0)
     assert segments == [pipe.caption_segments(v, 1.0) for v in videos]
