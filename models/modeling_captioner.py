@@ -13,6 +13,7 @@ training) or cached features (questions about a video already seen).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -328,8 +329,6 @@ def _tower_config(path: str, sub: str) -> Any:
 
 
 def _image_stats(path: str) -> tuple[list[float], list[float]] | None:
-    import json
-
     # An image processor saved alone writes preprocessor_config.json; a whole processor (CLIP,
     # SigLIP: image processor + tokenizer) nests its values under "image_processor" in
     # processor_config.json.
