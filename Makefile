@@ -32,6 +32,7 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.decode
+	$(BIN)/python -m bench.caption
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache bench/out
