@@ -33,7 +33,7 @@ from transformers.utils import ModelOutput
 
 from models.backbones import DerivedBuffers, build_audio_backbone, build_visual_backbone
 from models.configuration_videobert import VideoBertConfig, VideoCaptionerConfig
-from models.modeling_videobert import VideoBertModel
+from models.modeling_videobert import VideoBertModel, VideoBertOutput
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Encoded:
 
     encoder_outputs: BaseModelOutput
     attention_mask: torch.Tensor  # (B, T + Q) long
-    fused_states: torch.Tensor  # (B, T, H)
+    fused_states: torch.Tensor | None  # (B, T, H)
     gates: torch.Tensor | None  # (B, T, 2, H)
 
 
@@ -140,7 +140,7 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
 
     # ------------------------------------------------------------------ encoder side
 
-    def encode(
+    def fuse(
         self,
         *,
         pixel_values: torch.Tensor | None = None,
@@ -149,10 +149,8 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
         audio_features: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
-        question_ids: torch.Tensor | None = None,
-        question_mask: torch.Tensor | None = None,
-    ) -> Encoded:
-        """Backbones (unless features are given), fusion, and BART's encoder.
+    ) -> VideoBertOutput:
+        """Backbones (unless features are given) and VideoBERT: the video side only.
 
         Args:
             pixel_values: uint8 (B, T, 3, S, S), or give ``visual_features``.
@@ -161,8 +159,6 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
             audio_features: (B, T, Da) precomputed audio features.
             visual_mask: bool (B, T), True at real frames (padding is False).
             audio_mask: bool (B, T), True where the window holds audio.
-            question_ids: (B, Q) question token ids, for answering.
-            question_mask: (B, Q) 1 at real question tokens.
         """
         if visual_features is None:
             if pixel_values is None:
@@ -172,16 +168,28 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
             if audio_values is None:
                 raise ValueError("give audio_values or audio_features")
             audio_features = self.audio_backbone(audio_values)
-        b, t = visual_features.shape[:2]
-        device = visual_features.device
-        if visual_mask is None:
-            visual_mask = torch.ones(b, t, dtype=torch.bool, device=device)
-        fused = self.videobert(
+        return self.videobert(
             visual_features=visual_features,
             audio_features=audio_features,
             visual_mask=visual_mask,
             audio_mask=audio_mask,
         )
+
+    def encode_fused(
+        self,
+        fused: VideoBertOutput,
+        visual_mask: torch.Tensor,
+        question_ids: torch.Tensor | None = None,
+        question_mask: torch.Tensor | None = None,
+    ) -> Encoded:
+        """BART's encoder over the fused states, followed by the question's tokens if any.
+
+        Args:
+            fused: VideoBERT's output for the batch.
+            visual_mask: bool (B, T), True at real frames.
+            question_ids: (B, Q) question token ids, for answering.
+            question_mask: (B, Q) 1 at real question tokens.
+        """
         embeds = self.video_proj(fused.last_hidden_state)  # (B, T, d)
         mask = visual_mask.long()  # (B, T)
         if question_ids is not None:
@@ -197,6 +205,33 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
             fused_states=fused.fused_states,
             gates=fused.gates,
         )
+
+    def encode(
+        self,
+        *,
+        pixel_values: torch.Tensor | None = None,
+        audio_values: torch.Tensor | None = None,
+        visual_features: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        question_ids: torch.Tensor | None = None,
+        question_mask: torch.Tensor | None = None,
+    ) -> Encoded:
+        """:meth:`fuse`, then :meth:`encode_fused`: everything before BART's decoder."""
+        fused = self.fuse(
+            pixel_values=pixel_values,
+            audio_values=audio_values,
+            visual_features=visual_features,
+            audio_features=audio_features,
+            visual_mask=visual_mask,
+            audio_mask=audio_mask,
+        )
+        assert fused.last_hidden_state is not None
+        if visual_mask is None:
+            b, t = fused.last_hidden_state.shape[:2]
+            visual_mask = torch.ones(b, t, dtype=torch.bool, device=fused.last_hidden_state.device)
+        return self.encode_fused(fused, visual_mask, question_ids, question_mask)
 
     def forward(
         self,

@@ -112,6 +112,8 @@ class CaptionPipeline:
             bf16 autocast; on the CPU in the model's dtype (float32 by default).
         limits: Media limits for decoding (default: the media layer's).
         backend: Which library decodes frames (PyAV by default; audio is always PyAV).
+        isolate: Decode in a sandboxed child process (keep True for untrusted files; a
+            training run over its own generated clips may turn it off).
         batch_size: Videos, windows or questions per forward pass.
     """
 
@@ -123,6 +125,7 @@ class CaptionPipeline:
         device: torch.device | str | None = None,
         limits: MediaLimits | None = None,
         backend: Backend | str = Backend.PYAV,
+        isolate: bool = True,
         batch_size: int = 16,
     ) -> None:
         check_tokenizer(tokenizer, model.config.decoder_config.vocab_size)
@@ -134,6 +137,7 @@ class CaptionPipeline:
         self.tokenizer = tokenizer
         self.limits = limits or MediaLimits()
         self.backend = Backend(backend)
+        self.isolate = isolate
         self.batch_size = batch_size
         self.visual_backbone = backbone_id(model.visual_backbone)
         self.audio_backbone = backbone_id(model.audio_backbone)
@@ -221,7 +225,7 @@ class CaptionPipeline:
         """
         cfg, timer = self.config, timer or StageTimer()
         with timer.stage("decode"):
-            info = probe(path, limits=self.limits)
+            info = probe(path, limits=self.limits, isolate=self.isolate)
         total = math.ceil(info.duration_s * cfg.frames_per_second)
         total = max(1, min(total, info.frame_count, self.limits.max_sample_frames))
         step = info.duration_s / total
@@ -239,6 +243,7 @@ class CaptionPipeline:
                         sample_rate=cfg.sample_rate,
                         backend=self.backend,
                         limits=self.limits,
+                        isolate=self.isolate,
                     )
                     images, times = clip.frames
                     audio = clip.audio
@@ -250,6 +255,7 @@ class CaptionPipeline:
                         fit=cfg.frame_fit,
                         backend=self.backend,
                         limits=self.limits,
+                        isolate=self.isolate,
                     )
                 windows, heard = audio_windows(
                     audio, cfg.sample_rate, times, window_s=cfg.audio_window_s

@@ -246,5 +246,103 @@ def ask_command(
     )
 
 
+# ---------------------------------------------------------------------- data, training, eval
+
+data_app = typer.Typer(help="Datasets: generate the synthetic world.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("synth")
+def synth_command(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+    train: Annotated[int, typer.Option("--train", help="Training clips.", min=0)] = 0,
+    val: Annotated[int, typer.Option("--val", help="Validation clips.", min=0)] = 0,
+    test: Annotated[int, typer.Option("--test", help="Test clips.", min=0)] = 0,
+    compositional: Annotated[
+        int, typer.Option("--compositional", help="Clips with held-out combinations.", min=0)
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same clips.")] = 0,
+) -> None:
+    """Render synthetic clips (mp4) and their ground truth (one JSONL manifest per split)."""
+    from models.data.world import generate
+
+    counts = {"train": train, "val": val, "test": test, "compositional": compositional}
+    counts = {split: n for split, n in counts.items() if n}
+    if not counts:
+        raise typer.BadParameter("ask for at least one clip (--train/--val/--test/...)")
+    written = generate(out, counts, seed)
+    _print_json({split: str(path) for split, path in written.items()})
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file of training settings.")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Dataset folder or file.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Run folder.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="world, default, tiny.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    objectives: Annotated[
+        str | None, typer.Option("--objectives", help="Comma list: caption,segments,qa,...")
+    ] = None,
+    time_limit_min: Annotated[float | None, typer.Option("--time-limit-min")] = None,
+    train_clips: Annotated[int | None, typer.Option("--train-clips", min=1)] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    device: DeviceOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.")] = False,
+) -> None:
+    """Train a captioner (settings: defaults < --config file < flags); prints the final dir."""
+    from models.train import TrainConfig, train
+
+    try:
+        settings = TrainConfig.load(
+            config,
+            data=data,
+            out=out,
+            preset=preset,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            objectives=objectives.split(",") if objectives else None,
+            time_limit_min=time_limit_min,
+            train_clips=train_clips,
+            seed=seed,
+            device=device,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    final = train(settings, resume=resume)
+    _print_json({"model": str(final), "metrics": str(Path(settings.out) / "metrics.jsonl")})
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder or file.")],
+    model: ModelOption = None,
+    split: Annotated[str, typer.Option("--split", help="train, val, test, compositional.")] = (
+        "test"
+    ),
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder (default: model's).")] = (
+        None
+    ),
+    limit: Annotated[int | None, typer.Option("--limit", help="First N clips only.", min=1)] = None,
+    ablations: Annotated[
+        bool, typer.Option("--ablations/--no-ablations", help="Also mask each stream.")
+    ] = True,
+    device: DeviceOption = None,
+) -> None:
+    """Evaluate a model: caption metrics, question accuracy by kind, stream ablations."""
+    from models.evaluate import markdown_report, run_eval
+
+    path = model or get_settings().model
+    report = run_eval(
+        path, data, split, out or path, limit=limit, device=device, ablations=ablations
+    )
+    sys.stdout.write(markdown_report(report) + "\n")
+
+
 if __name__ == "__main__":
     app()
