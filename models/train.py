@@ -343,14 +343,16 @@ class Trainer:
         self._began = time.perf_counter()
         if config.resume_from is not None:
             self.pipe = CaptionPipeline.from_pretrained(
-                config.resume_from, device=self.device, isolate=False
+                config.resume_from, device=self.device, isolate=False, batch_size=64
             )
         else:
             texts = list(world.corpus(self.train_records))
             tokenizer = train_tokenizer(texts, vocab_size=config.vocab_size)
             model_cfg = model_config(config.preset, len(tokenizer), **config.model)
             model = VideoCaptionerModel(model_cfg)
-            self.pipe = CaptionPipeline(model, tokenizer, device=self.device, isolate=False)
+            self.pipe = CaptionPipeline(
+                model, tokenizer, device=self.device, isolate=False, batch_size=64
+            )
         self.model = self.pipe.model
         self.tok = self.pipe.tokenizer
         cfg = self.model.config
