@@ -137,6 +137,9 @@ class VideoCaptionerConfig(PreTrainedConfig):
         frames_per_second: Frames sampled per second of video.
         max_frames: Most time steps in one window the model sees at once (longer videos are
             subsampled for the whole-video caption and processed in windows elsewhere).
+        fixed_video_length: Pad the video side of BART's encoder input to ``max_frames`` steps,
+            so a question's tokens always start at the same position, whatever else is in the
+            batch (BART's positions are learnt: a question must not move with the padding).
         max_question_tokens: Longest question, in tokens.
         max_new_tokens: Longest generated text, in tokens.
         num_beams: Beam size of ``generate`` (1 = greedy).
@@ -174,6 +177,7 @@ class VideoCaptionerConfig(PreTrainedConfig):
     audio_channels: list[int] | tuple[int, ...] = (32, 64, 128)
     frames_per_second: float = 2.0
     max_frames: int = 32
+    fixed_video_length: bool = False
     max_question_tokens: int = 32
     max_new_tokens: int = 64
     num_beams: int = 1

@@ -192,6 +192,10 @@ class VideoCaptionerModel(VideoCaptionerPreTrainedModel):
         """
         embeds = self.video_proj(fused.last_hidden_state)  # (B, T, d)
         mask = visual_mask.long()  # (B, T)
+        short = self.config.max_frames - embeds.shape[1]
+        if self.config.fixed_video_length and short > 0:
+            embeds = nn.functional.pad(embeds, (0, 0, 0, short))  # (B, max_frames, d)
+            mask = nn.functional.pad(mask, (0, short))
         if question_ids is not None:
             if question_mask is None:
                 question_mask = question_ids.ne(self.config.decoder_config.pad_token_id)

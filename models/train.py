@@ -123,7 +123,9 @@ def model_config(preset: str, vocab_size: int, **overrides: Any) -> VideoCaption
             "audio_channels": [16, 32, 64] if world_size else [16, 32],
             "n_mels": 64 if world_size else 32,
             "audio_window_s": 0.5,
-            "max_frames": 32,
+            # The world's clips have at most 12 steps; questions start right after them.
+            "max_frames": 12 if world_size else 32,
+            "fixed_video_length": world_size,
             "max_question_tokens": 24,
             "videobert_config": {
                 "visual_feature_size": hidden,
