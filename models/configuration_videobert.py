@@ -139,7 +139,8 @@ class VideoCaptionerConfig(PreTrainedConfig):
             subsampled for the whole-video caption and processed in windows elsewhere).
         fixed_video_length: Pad the video side of BART's encoder input to ``max_frames`` steps,
             so a question's tokens always start at the same position, whatever else is in the
-            batch (BART's positions are learnt: a question must not move with the padding).
+            batch (BART's positions are learnt: a question must not move with the padding,
+            or answers would change with what they are batched with).
         max_question_tokens: Longest question, in tokens.
         max_new_tokens: Longest generated text, in tokens.
         num_beams: Beam size of ``generate`` (1 = greedy).
@@ -177,7 +178,7 @@ class VideoCaptionerConfig(PreTrainedConfig):
     audio_channels: list[int] | tuple[int, ...] = (32, 64, 128)
     frames_per_second: float = 2.0
     max_frames: int = 32
-    fixed_video_length: bool = False
+    fixed_video_length: bool = True
     max_question_tokens: int = 32
     max_new_tokens: int = 64
     num_beams: int = 1

@@ -125,7 +125,6 @@ def model_config(preset: str, vocab_size: int, **overrides: Any) -> VideoCaption
             "audio_window_s": 0.5,
             # The world's clips have at most 12 steps; questions start right after them.
             "max_frames": 12 if world_size else 32,
-            "fixed_video_length": world_size,
             "max_question_tokens": 24,
             "videobert_config": {
                 "visual_feature_size": hidden,

@@ -168,3 +168,23 @@ def test_question_tokens_change_what_the_decoder_sees() -> None:
     a = model(**inputs, question_ids=torch.tensor([[0, 20, 2]] * 2), labels=labels).logits
     b = model(**inputs, question_ids=torch.tensor([[0, 30, 2]] * 2), labels=labels).logits
     assert not torch.allclose(a, b)
+
+
+def test_an_answer_does_not_depend_on_what_it_is_batched_with() -> None:
+    """Question tokens start at max_frames, so a longer clip in the batch cannot move them."""
+    model = _model()
+    long, short = _inputs(b=1, t=4, seed=1), _inputs(b=1, t=2, seed=2)
+    question, labels = torch.tensor([[0, 20, 21, 2]]), _labels(b=1)
+    alone = model(**short, question_ids=question, labels=labels).logits
+    padded = {
+        k: torch.cat([long[k], torch.cat([short[k], torch.zeros_like(short[k])], 1)]) for k in long
+    }
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    batched = model(
+        **padded,
+        visual_mask=mask,
+        audio_mask=mask,
+        question_ids=question.repeat(2, 1),
+        labels=labels.repeat(2, 1),
+    ).logits
+    torch.testing.assert_close(batched[1:], alone, atol=1e-5, rtol=1e-4)
