@@ -165,7 +165,6 @@ def cache_key(config: VideoCaptionerConfig) -> str:
         config.frames_per_second,
         config.sample_rate,
         config.audio_window_s,
-        config.max_frames,
     ]
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12]
 
@@ -207,7 +206,7 @@ def load_clips(
                 )  # fmt: skip
         else:
             decoded = pipe.decode(record["video"])
-            partial = cache_dir / f"{record['id']}.partial.npz"
+            partial = cache_dir / f"{record['id']}.partial-{os.getpid()}.npz"  # one per writer
             np.savez(
                 partial,
                 images=decoded.images,
