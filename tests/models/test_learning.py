@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from conftest import tiny_config
 
@@ -87,7 +86,6 @@ def _without_audio(f: VideoFeatures) -> VideoFeatures:
     return VideoFeatures(**{**f.__dict__, "audio_mask": torch.zeros_like(f.audio_mask)})
 
 
-@pytest.mark.timeout(120)
 def test_tiny_model_learns_captions_and_needs_audio_for_sound_questions(
     tmp_path: Path, tiny_tokenizer
 ) -> None:
