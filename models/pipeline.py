@@ -281,12 +281,16 @@ class CaptionPipeline:
         previous: np.ndarray | None = None  # the frame before this window (motion context)
         for window in self.decode_windows(path, timer=timer):
             with timer.stage("features"):
-                parts.append(self._features(window, previous))
+                parts.append(self.features_of(window, previous))
             previous = window.images[-1:]
         return concat(parts)
 
     @torch.inference_mode()
-    def _features(self, window: Decoded, previous: np.ndarray | None) -> VideoFeatures:
+    def features_of(self, window: Decoded, previous: np.ndarray | None = None) -> VideoFeatures:
+        """The backbones' features of decoded frames and audio (one window, or a whole clip).
+
+        ``previous`` is the frame before the window, so motion at its first frame is seen.
+        """
         # With the previous window's last frame in front, the first frame's motion is the same
         # as in one pass over the whole video; its row is dropped afterwards.
         context = 0 if previous is None else 1

@@ -44,7 +44,6 @@ from tqdm import tqdm
 from models.configuration_videobert import VideoCaptionerConfig, small_bart_config
 from models.data import world
 from models.data.datasets import dataset_from_args
-from models.features import VideoFeatures
 from models.modeling_captioner import VideoCaptionerModel
 from models.pipeline import CaptionPipeline, Decoded, window_pixels
 from models.tokenization import train_tokenizer
@@ -601,32 +600,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
 
-    def features(self, clip: Clip) -> VideoFeatures:
-        """A clip's features from its cached frames, as the pipeline would extract them."""
-        d = clip.decoded
-        with torch.inference_mode():
-            v, a = self.model.extract_features(
-                window_pixels(d.images).to(self.device),
-                torch.from_numpy(d.windows).unsqueeze(0).to(self.device),
-            )
-        return VideoFeatures(
-            visual=v[0].float().cpu(),
-            audio=a[0].float().cpu(),
-            visual_mask=torch.ones(len(d.times), dtype=torch.bool),
-            audio_mask=torch.from_numpy(d.heard),
-            timestamps=torch.from_numpy(d.times.astype(np.float64)),
-            duration_s=d.duration_s,
-            visual_backbone=self.pipe.visual_backbone,
-            audio_backbone=self.pipe.audio_backbone,
-        )
-
     def validate(self) -> dict[str, Any]:
         """Exact-match question accuracy by kind and caption accuracy on validation clips."""
         if not self.val_clips:
             return {}
         self.model.eval()
-        self.pipe.visual_backbone = self.pipe.audio_backbone = "training"
-        feats = [self.features(c) for c in self.val_clips]
+        # Features from the cached decode, through the pipeline's own backbone step.
+        feats = [self.pipe.features_of(c.decoded) for c in self.val_clips]
         captions = self.pipe.caption(feats)
         exact = np.mean(
             [g in c.record["captions"] for g, c in zip(captions, self.val_clips, strict=True)]
