@@ -185,12 +185,22 @@ class CaptionPipeline:
 
     @overload
     def extract(  # type: ignore[overload-overlap]  # a str is also a Sequence
-        self, source: str | os.PathLike[str], *, timer: StageTimer | None = None
+        self,
+        source: str | os.PathLike[str],
+        *,
+        timer: StageTimer | None = None,
+        frames_per_second: float | None = None,
+        max_total_frames: int | None = None,
     ) -> VideoFeatures: ...
 
     @overload
     def extract(
-        self, source: Sequence[str | os.PathLike[str]], *, timer: StageTimer | None = None
+        self,
+        source: Sequence[str | os.PathLike[str]],
+        *,
+        timer: StageTimer | None = None,
+        frames_per_second: float | None = None,
+        max_total_frames: int | None = None,
     ) -> list[VideoFeatures]: ...
 
     def extract(
@@ -198,26 +208,49 @@ class CaptionPipeline:
         source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         timer: StageTimer | None = None,
+        frames_per_second: float | None = None,
+        max_total_frames: int | None = None,
     ) -> VideoFeatures | list[VideoFeatures]:
         """Decode a video (or several) and run the backbones.
 
-        Frames are sampled at ``config.frames_per_second`` (at least one frame, at most the
-        media limit's ``max_sample_frames``) and processed ``config.max_frames`` at a time.
+        Frames are sampled at ``frames_per_second`` (default: the config's; at least one
+        frame, at most ``max_total_frames`` and the media limit's ``max_sample_frames``) and
+        processed ``config.max_frames`` at a time.
 
         Raises:
             MediaError: The media layer's, for files that are not acceptable videos.
         """
+        sampling = {"frames_per_second": frames_per_second, "max_total_frames": max_total_frames}
         if isinstance(source, (str, os.PathLike)):
-            return self._extract_one(source, timer or StageTimer())
-        return [self._extract_one(p, timer or StageTimer()) for p in source]
+            return self._extract_one(source, timer or StageTimer(), **sampling)
+        return [self._extract_one(p, timer or StageTimer(), **sampling) for p in source]
+
+    def sample_count(
+        self,
+        duration_s: float,
+        frame_count: int,
+        frames_per_second: float | None = None,
+        max_total_frames: int | None = None,
+    ) -> int:
+        """How many frames :meth:`extract` samples from a video of this duration."""
+        rate = frames_per_second or self.config.frames_per_second
+        total = min(math.ceil(duration_s * rate), frame_count, self.limits.max_sample_frames)
+        if max_total_frames is not None:
+            total = min(total, max_total_frames)
+        return max(1, total)
 
     def decode_windows(
-        self, path: str | os.PathLike[str], *, timer: StageTimer | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timer: StageTimer | None = None,
+        frames_per_second: float | None = None,
+        max_total_frames: int | None = None,
     ) -> Iterator[Decoded]:
         """Decode a video ``config.max_frames`` frames at a time, with their audio windows.
 
-        Frames are sampled at ``config.frames_per_second`` (at least one, at most the media
-        limit's ``max_sample_frames``) on one grid over the whole video: frame i at
+        Frames are sampled at ``frames_per_second`` (default: the config's; see
+        :meth:`sample_count`) on one grid over the whole video: frame i at
         ``(i + 0.5) * duration / count``. The audio track is read once, with the first window.
 
         Raises:
@@ -226,8 +259,9 @@ class CaptionPipeline:
         cfg, timer = self.config, timer or StageTimer()
         with timer.stage("decode"):
             info = probe(path, limits=self.limits, isolate=self.isolate)
-        total = math.ceil(info.duration_s * cfg.frames_per_second)
-        total = max(1, min(total, info.frame_count, self.limits.max_sample_frames))
+        total = self.sample_count(
+            info.duration_s, info.frame_count, frames_per_second, max_total_frames
+        )
         step = info.duration_s / total
         audio: np.ndarray | None = None
         for first in range(0, total, cfg.max_frames):
@@ -276,10 +310,12 @@ class CaptionPipeline:
             duration_s=parts[0].duration_s,
         )
 
-    def _extract_one(self, path: str | os.PathLike[str], timer: StageTimer) -> VideoFeatures:
+    def _extract_one(
+        self, path: str | os.PathLike[str], timer: StageTimer, **sampling: Any
+    ) -> VideoFeatures:
         parts: list[VideoFeatures] = []
         previous: np.ndarray | None = None  # the frame before this window (motion context)
-        for window in self.decode_windows(path, timer=timer):
+        for window in self.decode_windows(path, timer=timer, **sampling):
             with timer.stage("features"):
                 parts.append(self.features_of(window, previous))
             previous = window.images[-1:]

@@ -183,3 +183,145 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: obj
     path = tmp_path_factory.mktemp("tiny-model")
     CaptionPipeline(model, tiny_tokenizer, device="cpu").save_pretrained(path)  # type: ignore[arg-type]
     return path
+
+
+# --- The service: a real redis-server, API process and worker processes ---------------------
+
+API_KEYS = {"alice": "key-alice-0001", "bob": "key-bob-00002"}
+
+
+class Service:
+    """redis-server + ``vidcap serve`` + ``vidcap worker`` processes, as deployed.
+
+    Args:
+        root: Folder for Redis's data, the uploads and the logs.
+        model_dir: The model the workers load.
+        env: Extra ``VIDCAP_*`` settings for every process.
+    """
+
+    def __init__(self, root: Path, model_dir: Path, env: dict[str, str] | None = None) -> None:
+        import socket
+
+        self.root = root
+        self.data_dir = root / "data"
+        self.redis = RedisServer(root / "redis")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "VIDCAP_DATA_DIR": str(self.data_dir),
+            "VIDCAP_MODEL": str(model_dir),
+            "VIDCAP_API_KEYS": ",".join(f"{k}:{t}" for t, k in API_KEYS.items()),
+            "VIDCAP_DEVICE": "cpu",
+            "VIDCAP_ACCESS_LOG": "0",
+            "VIDCAP_FETCH_ALLOW_PRIVATE": "true",
+            **(env or {}),
+        }
+        self.api: Any = None
+        self.workers: list[Any] = []
+
+    def _spawn(self, *args: str, name: str) -> Any:
+        import subprocess
+        import sys
+
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(
+            [sys.executable, "-m", "vidcap", *args],
+            env={**self.env, "REDIS_URL": self.redis.url},
+            stdout=log,
+            stderr=log,
+        )
+
+    def start(self, workers: int = 1) -> Service:
+        """Starts Redis, the API and ``workers`` workers; returns when the API answers."""
+        self.redis.start()
+        self.api = self._spawn("serve", "--port", str(self.port), name="api")
+        for _ in range(workers):
+            self.start_worker()
+        self.wait_for("/healthz")
+        if workers:
+            self.wait_for("/readyz", timeout=120)
+        return self
+
+    def start_worker(self) -> Any:
+        """Starts one more worker process."""
+        worker = self._spawn("worker", name=f"worker-{len(self.workers)}")
+        self.workers.append(worker)
+        return worker
+
+    def wait_for(self, path: str, timeout: float = 30) -> None:
+        """Waits until ``GET path`` answers 200."""
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in [self.api, *self.workers]:
+                if proc.poll() is not None and proc is self.api:
+                    raise RuntimeError(f"the API exited:\n{self.logs()}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{path} not ready after {timeout} s:\n{self.logs()}")
+
+    def client(self, tenant: str | None = "alice", **kwargs: Any) -> Any:
+        """An httpx client of the API, with ``tenant``'s key (None: no key)."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {API_KEYS[tenant]}"} if tenant else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+
+    def logs(self) -> str:
+        """The tail of every process's log (for failure messages)."""
+        return "\n".join(
+            f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
+            for p in sorted(self.root.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        """Stops the workers, the API and Redis."""
+        import subprocess
+
+        for proc in [*self.workers, self.api]:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.api]:
+            if proc is None:
+                continue
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.redis.stop()
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Any]:
+    """Factory of services (``make_service(workers=1, env={...})``), stopped after the test."""
+    made: list[Service] = []
+
+    def make(workers: int = 1, env: dict[str, str] | None = None) -> Service:
+        service = Service(tmp_path / f"service{len(made)}", tiny_model_dir, env)
+        made.append(service)
+        return service.start(workers)
+
+    yield make
+    for service in made:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Service]:
+    """One service (API + one worker) shared by a test module."""
+    svc = Service(tmp_path_factory.mktemp("service"), tiny_model_dir)
+    try:
+        yield svc.start(workers=1)
+    finally:
+        svc.stop()

@@ -6,12 +6,14 @@ The API, the workers and the CLI all read this one class.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from copy import copy
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models import DEFAULT_MODEL_DIR
@@ -34,8 +36,46 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIDCAP_", env_file=".env", extra="ignore")
 
+    # --- the model (workers) -------------------------------------------------------------
     model: Path = DEFAULT_MODEL_DIR
     device: str | None = None
+
+    # --- where things live ----------------------------------------------------------------
+    # Redis holds the queue and every record; unset, `vidcap run` starts its own under data_dir.
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("VIDCAP_REDIS_URL", "REDIS_URL")
+    )
+    # Uploaded videos and their cached features (a volume shared by the API and the workers).
+    data_dir: Path = Path("var")
+    queue_name: str = "vidcap"
+
+    # --- the HTTP API ---------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # "key:tenant,key2:tenant2" (a key without ":tenant" is its own tenant). Empty: no keys,
+    # which `vidcap serve` allows on a loopback address only.
+    api_keys: SecretStr = SecretStr("")
+    max_upload_mb: float = Field(default=2048.0, gt=0)
+    default_segment_s: float = Field(default=5.0, gt=0)
+    max_question_chars: int = Field(default=500, gt=0)
+    # Back-pressure: queued jobs beyond this answer 429; POSTs per tenant per minute.
+    max_queue_depth: int = Field(default=1000, gt=0)
+    rate_limit_per_minute: int = Field(default=120, ge=0)  # 0: no limit
+    # Server-side fetch of {"url": ...} uploads.
+    fetch_timeout_s: float = Field(default=30.0, gt=0)
+    fetch_max_redirects: int = Field(default=5, ge=0)
+    # Off by default: a URL naming a loopback, private or link-local address is refused, so
+    # the API cannot be used to reach the machines behind it.
+    fetch_allow_private: bool = False
+
+    # --- jobs and retention ---------------------------------------------------------------
+    retention_days: float = Field(default=7.0, gt=0)  # videos, jobs, results, files
+    job_timeout_base_s: float = Field(default=120.0, gt=0)
+    job_timeout_per_video_s: float = Field(default=2.0, ge=0)  # per second of video
+    # A worker that stops sending heartbeats for this long is lost; its job is retried.
+    worker_lost_after_s: float = Field(default=15.0, ge=3)
+    max_attempts: int = Field(default=2, ge=1)
+    janitor_interval_s: float = Field(default=600.0, gt=0)
     media_backend: Backend = Backend.PYAV
     media_max_duration_s: float = _limit("max_duration_s")
     media_max_pixels: int = _limit("max_pixels")
@@ -54,11 +94,71 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())  # fail at start-up, not at the first request
+        return value
+
+    @model_validator(mode="after")
+    def _redis_url_scheme(self) -> Settings:
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload size limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def retention_s(self) -> int:
+        """How long records, results and files are kept, in seconds."""
+        return int(self.retention_days * 86400)
+
+    def tenants(self) -> dict[str, str]:
+        """API key -> tenant name (empty when the API runs without keys)."""
+        return parse_api_keys(self.api_keys.get_secret_value())
+
     def media_limits(self) -> MediaLimits:
         """The media layer's limits from these settings."""
         return MediaLimits(
             **{name: getattr(self, f"media_{name}") for name in MediaLimits.model_fields}
         )
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """Parses ``"key:tenant,key2:tenant2"`` into ``{key: tenant}``.
+
+    A key without ``:tenant`` is its own tenant, named by a digest of the key (the key itself
+    never appears in records or logs).
+
+    Raises:
+        ValueError: On an empty key, a key listed twice, or a tenant name with characters
+            other than letters, digits, ``-`` and ``_``.
+    """
+    tenants: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, _, tenant = item.partition(":")
+        key, tenant = key.strip(), tenant.strip()
+        if len(key) < 8:
+            raise ValueError("VIDCAP_API_KEYS: each key must be at least 8 characters long")
+        if key in tenants:
+            raise ValueError("VIDCAP_API_KEYS: a key is listed twice")
+        if not tenant:
+            tenant = "t-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tenant):
+            raise ValueError(
+                f"VIDCAP_API_KEYS: tenant name {tenant!r} may use letters, digits, - and _ only"
+            )
+        tenants[key] = tenant
+    return tenants
 
 
 @lru_cache

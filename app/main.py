@@ -1,0 +1,171 @@
+"""The FastAPI app: wiring only (lifespan, middleware, error handlers, routers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import janitor
+from app.errors import ApiError, ErrorCode
+from app.routes import health, jobs, videos
+from app.services import Services
+from vidcap import __version__
+from vidcap.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the client's ``X-Request-ID`` if sane) and echoes it.
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware would cost every poll a task.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        request_id = given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _error(request: Request, error: ApiError) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "-")
+    return JSONResponse(error.body(request_id), status_code=error.status, headers=error.headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _error(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problem = exc.errors()[0]
+    if problem.get("type") == "json_invalid":
+        return _error(request, ApiError(ErrorCode.INVALID_JSON, "the body is not valid JSON"))
+    where = ".".join(str(p) for p in problem["loc"] if p != "body") or "body"
+    message = f"{where}: {problem['msg']}"
+    return _error(request, ApiError(ErrorCode.VALIDATION_ERROR, message))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = ApiError(ErrorCode.METHOD_NOT_ALLOWED, "this path does not take that method")
+    elif exc.status_code == 404:
+        error = ApiError(ErrorCode.NOT_FOUND, "no such path: see /docs")
+    else:
+        error = ApiError(ErrorCode.VALIDATION_ERROR, str(exc.detail))
+    return _error(request, error)
+
+
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable: %s", exc)
+    error = ApiError(
+        ErrorCode.REDIS_UNAVAILABLE,
+        "the job store is not reachable; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+    return _error(request, error)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    request_id = getattr(request.state, "request_id", "-")
+    message = f"an internal error occurred; quote request id {request_id} when reporting it"
+    return _error(request, ApiError(ErrorCode.INTERNAL_ERROR, message))
+
+
+async def _janitor(services: Services) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(janitor.sweep, services.settings.data_dir, services.store)
+        except Exception as e:  # Redis restarting, a volume hiccup: try again next time
+            log.warning("janitor: %s", e)
+        await asyncio.sleep(services.settings.janitor_interval_s)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The vidcap API app, for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.connect(settings)
+        (settings.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+        app.state.services = services
+        app.state.tenants = settings.tenants()
+        tasks = [
+            asyncio.create_task(services.reaper(), name="reaper"),
+            asyncio.create_task(_janitor(services), name="janitor"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await services.close()
+
+    app = FastAPI(
+        title="vidcap",
+        version=__version__,
+        summary="Upload videos; get captions, timestamped segment captions and answers.",
+        description=(
+            "Authenticate with `Authorization: Bearer KEY`. Every error has the body "
+            '`{"error": {"code", "message", "request_id"}}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    handlers: dict[Any, Any] = {
+        ApiError: _api_error,
+        RequestValidationError: _validation_error,
+        HTTPException: _http_error,
+        RedisConnectionError: _redis_down,
+        RedisTimeoutError: _redis_down,
+        Exception: _unexpected,
+    }
+    for exc_class, handler in handlers.items():
+        app.add_exception_handler(exc_class, handler)
+    for router in (videos.router, jobs.router, health.router):
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

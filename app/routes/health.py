@@ -1,0 +1,60 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from redis.exceptions import RedisError
+
+from app.deps import ServicesDep
+from app.errors import ApiError, ErrorCode, error_responses
+from app.schemas import Health
+from workers.metrics import Gauge
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The API process is alive (it checks nothing else)."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses=error_responses(ErrorCode.REDIS_UNAVAILABLE, ErrorCode.NOT_READY),
+)
+async def readyz(services: ServicesDep) -> Health:
+    """Ready to caption: Redis answers and at least one worker has its model loaded."""
+    try:
+        await services.redis.ping()
+        workers = await services.workers()
+    except RedisError as e:
+        raise ApiError(
+            ErrorCode.REDIS_UNAVAILABLE, f"Redis does not answer: {e}", headers={"Retry-After": "5"}
+        ) from None
+    if not workers:
+        raise ApiError(
+            ErrorCode.NOT_READY,
+            "no worker is running: start one with `vidcap worker`",
+            headers={"Retry-After": "5"},
+        )
+    return Health(status="ready", workers=workers)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(services: ServicesDep) -> PlainTextResponse:
+    """Prometheus metrics: queue depth, jobs by state, job and stage durations, failures."""
+    depth, running, workers = await asyncio.gather(
+        services.queue_depth(), services.running(), services.workers()
+    )
+    gauges = {
+        "vidcap_queue_depth": Gauge("Jobs waiting on the queue.", {(): depth}),
+        "vidcap_jobs_running": Gauge("Jobs a worker is running now.", {(): running}),
+        "vidcap_workers": Gauge("Live workers with their model loaded.", {(): len(workers)}),
+    }
+    text = await asyncio.to_thread(services.metrics.render, gauges)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,525 @@
+"""``/v1/videos``: upload (or fetch) a video, list, read, delete it, get captions, ask questions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import ValidationError
+
+from app.deps import AdmittedTenantDep, ServicesDep, TenantDep
+from app.errors import ApiError, ErrorCode, error_responses
+from app.schemas import (
+    Captions,
+    JobPublic,
+    QuestionCreate,
+    QuestionList,
+    VideoCreated,
+    VideoOptions,
+    VideoPage,
+    VideoPublic,
+    VideoUrlCreate,
+)
+from app.services import Services
+from app.subtitles import to_srt, to_vtt
+from app.uploads import Received, receive_multipart
+from models.media import MediaError, MediaErrorCode, probe
+from workers.queue import create_job, rq_job_id
+from workers.store import (
+    IDEMPOTENCY_TTL_S,
+    TERMINAL,
+    JobState,
+    cancel_key,
+    idempotency_key,
+    job_key,
+    new_id,
+    now,
+    questions_key,
+    sha_key,
+    video_key,
+    videos_key,
+)
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+MAX_JSON_BODY = 64 * 1024
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
+UPLOAD_ERRORS = (
+    ErrorCode.UNAUTHORIZED,
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.INVALID_JSON,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.MISSING_FILE,
+    ErrorCode.EMPTY_FILE,
+    ErrorCode.FILE_TOO_LARGE,
+    ErrorCode.URL_NOT_ALLOWED,
+    ErrorCode.FETCH_FAILED,
+    ErrorCode.FETCH_TIMEOUT,
+    ErrorCode.TOO_MANY_REDIRECTS,
+    ErrorCode.QUEUE_FULL,
+    ErrorCode.RATE_LIMITED,
+    MediaErrorCode.NOT_A_VIDEO,
+    MediaErrorCode.UNSUPPORTED_CONTAINER,
+    MediaErrorCode.UNSUPPORTED_CODEC,
+    MediaErrorCode.NO_VIDEO_STREAM,
+    MediaErrorCode.CORRUPT_MEDIA,
+    MediaErrorCode.VIDEO_TOO_LONG,
+    MediaErrorCode.RESOLUTION_TOO_LARGE,
+    MediaErrorCode.FRAME_RATE_TOO_HIGH,
+)
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **VideoOptions.model_json_schema()["properties"],
+                    },
+                }
+            },
+            "application/json": {"schema": VideoUrlCreate.model_json_schema()},
+        },
+    }
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _owned(record: dict[str, Any] | None, tenant: str, code: str, what: str) -> dict[str, Any]:
+    # Another tenant's id is answered exactly like an unknown one: ids are not confirmed.
+    if record is None or record.get("tenant") != tenant:
+        raise ApiError(code, f"no {what} with this id (it may have expired or been deleted)")
+    return record
+
+
+async def load_video(services: Services, tenant: str, video_id: str) -> dict[str, Any]:
+    """The tenant's video record, or 404."""
+    raw = await services.redis.get(video_key(video_id))
+    return _owned(
+        None if raw is None else json.loads(raw), tenant, ErrorCode.VIDEO_NOT_FOUND, "video"
+    )
+
+
+async def _public(services: Services, videos: list[dict[str, Any]]) -> list[VideoPublic]:
+    if not videos:
+        return []
+    raws = cast(
+        list[str | None],
+        await services.redis.mget([job_key(v["caption_job_id"]) for v in videos]),
+    )
+    return [
+        VideoPublic.of(v, None if raw is None else json.loads(raw))
+        for v, raw in zip(videos, raws, strict=True)
+    ]
+
+
+def _options(fields: dict[str, str]) -> VideoOptions:
+    try:
+        return VideoOptions.model_validate({k: v for k, v in fields.items() if v != ""})
+    except ValidationError as e:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, _first_problem(e)) from None
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(p) for p in problem["loc"]) or "body"
+    return f"{where}: {problem['msg']}"
+
+
+async def _receive(request: Request, services: Services) -> tuple[Received, VideoOptions]:
+    """The uploaded (or fetched) file, in the uploads folder, and the options sent with it."""
+    settings = services.settings
+    spool = settings.data_dir / "uploads"
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        received = await receive_multipart(request, spool, settings.max_upload_bytes)
+        try:
+            return received, _options(received.fields)
+        except ApiError:
+            received.path.unlink(missing_ok=True)
+            raise
+    if kind == "application/json":
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BODY:
+                raise ApiError(ErrorCode.VALIDATION_ERROR, "the JSON body is over 64 KiB")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ApiError(ErrorCode.INVALID_JSON, "the body is not valid JSON") from None
+        try:
+            create = VideoUrlCreate.model_validate(data)
+        except ValidationError as e:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, _first_problem(e)) from None
+        from app.fetch import fetch_url
+
+        received = await fetch_url(
+            str(create.url),
+            spool,
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.fetch_timeout_s,
+            max_redirects=settings.fetch_max_redirects,
+            allow_private=settings.fetch_allow_private,
+        )
+        return received, VideoOptions.model_validate(create.model_dump(exclude={"url"}))
+    raise ApiError(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        'send the video as multipart/form-data (a `file` field), or JSON {"url": ...}',
+    )
+
+
+def _suffix(filename: str | None, container: str) -> str:
+    suffix = Path(filename or "").suffix.lower()
+    if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        return suffix
+    return "." + re.sub(r"[^a-z0-9]", "", container)[:5] or ".video"
+
+
+def _store_video(
+    services: Services,
+    tenant: str,
+    received: Received,
+    options: VideoOptions,
+    info: dict[str, Any],
+    idempotency: str | None,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Moves an accepted upload into place and queues its caption job (in a thread).
+
+    Returns:
+        The video record, its caption job record, and whether they were created now (False:
+        the same bytes and options, or the same Idempotency-Key, were already stored).
+    """
+    settings, store = services.settings, services.store
+    dedupe = sha_key(tenant, received.sha256, options.key())
+    for key in filter(None, [idempotency, dedupe]):
+        existing = _existing(services, tenant, key)
+        if existing is not None:
+            received.path.unlink(missing_ok=True)
+            return *existing, False
+    video_id = new_id("vid")
+    folder = f"videos/{tenant}/{video_id}"
+    name = "source" + _suffix(received.filename, info["container"])
+    (settings.data_dir / folder).mkdir(parents=True)
+    os.replace(received.path, settings.data_dir / folder / name)
+    video: dict[str, Any] = {
+        "id": video_id,
+        "tenant": tenant,
+        "filename": received.filename,
+        "size_bytes": received.size,
+        "sha256": received.sha256,
+        "created_at": now(),
+        "media": info,
+        "options": {
+            **options.model_dump(),
+            "segment_seconds": options.segment_seconds or settings.default_segment_s,
+        },
+        "dir": folder,
+        "file": name,
+        "dedupe_key": dedupe,
+        "caption_job_id": None,
+    }
+    try:
+        job = create_job(
+            store, services.queue, settings, kind="caption", tenant=tenant, video=video
+        )
+        video["caption_job_id"] = job["id"]
+        with store.redis.pipeline() as pipe:
+            store.put(video_key(video_id), video, pipe)
+            pipe.zadd(videos_key(tenant), {video_id: video["created_at"]})
+            pipe.set(dedupe, video_id, ex=settings.retention_s)
+            if idempotency is not None:
+                pipe.set(idempotency, video_id, ex=IDEMPOTENCY_TTL_S)
+            pipe.execute()
+    except BaseException:
+        shutil.rmtree(settings.data_dir / folder, ignore_errors=True)
+        raise
+    services.metrics.job_enqueued("caption")
+    return video, job, True
+
+
+def _existing(
+    services: Services, tenant: str, key: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The video (and caption job) a dedupe or idempotency key points to, if still usable."""
+    store = services.store
+    video_id = store.redis.get(key)
+    video = store.video(str(video_id)) if video_id else None
+    if video is None or video["tenant"] != tenant:
+        return None
+    job = store.job(video["caption_job_id"])
+    # A failed or canceled video is not reused: uploading it again tries again.
+    if job is None or job["state"] in (JobState.FAILED, JobState.CANCELED):
+        return None
+    return video, job
+
+
+def _created(video: dict[str, Any], job: dict[str, Any], new: bool) -> JSONResponse:
+    body = VideoCreated(video=VideoPublic.of(video, job), job=JobPublic.of(job))
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=202 if new else 200,
+        headers={"Location": f"/v1/videos/{video['id']}"},
+    )
+
+
+# ---------------------------------------------------------------------------- routes
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=VideoCreated,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        200: {"model": VideoCreated, "description": "Already stored (same bytes or key)."},
+        **error_responses(*UPLOAD_ERRORS),
+    },
+)
+async def create_video(
+    request: Request,
+    services: ServicesDep,
+    tenant: AdmittedTenantDep,
+    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Upload a video (multipart `file`) or have the server fetch one (JSON `{"url": ...}`).
+
+    The file is streamed to storage and probed before it is accepted; the answer (202) holds
+    the video and the job that captions it. The same bytes with the same options, or a retry
+    with the same `Idempotency-Key`, return the stored video and its job (200).
+    """
+    idempotency = None
+    if idempotency_key_header is not None:
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key_header):
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                "Idempotency-Key: 1 to 200 printable ASCII characters without spaces",
+            )
+        idempotency = idempotency_key(tenant, idempotency_key_header)
+        existing = await asyncio.to_thread(_existing, services, tenant, idempotency)
+        if existing is not None:
+            return _created(*existing, False)
+    received, options = await _receive(request, services)
+    try:
+        limits = services.settings.media_limits()
+        info = await asyncio.to_thread(probe, received.path, limits=limits)
+        video, job, new = await asyncio.to_thread(
+            _store_video,
+            services,
+            tenant,
+            received,
+            options,
+            info.model_dump(mode="json"),
+            idempotency,
+        )
+    except MediaError as e:
+        raise ApiError.from_media(e) from None
+    finally:
+        received.path.unlink(missing_ok=True)  # moved into place, or refused
+    return _created(video, job, new)
+
+
+@router.get("", response_model=VideoPage, responses=error_responses(ErrorCode.UNAUTHORIZED))
+async def list_videos(
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> VideoPage:
+    """Your videos, newest first, with their status; follow `next_cursor` for more."""
+    position = None
+    if cursor:
+        try:
+            score, _, video_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(" ")
+            position = (float(score), video_id)
+        except ValueError:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, "cursor: not a cursor from this API"
+            ) from None
+    videos, after = await asyncio.to_thread(services.store.list_videos, tenant, limit, position)
+    next_cursor = None
+    if after is not None:
+        next_cursor = base64.urlsafe_b64encode(f"{after[0]!r} {after[1]}".encode()).decode()
+    return VideoPage(videos=await _public(services, videos), next_cursor=next_cursor)
+
+
+@router.get(
+    "/{video_id}",
+    response_model=VideoPublic,
+    responses=error_responses(ErrorCode.UNAUTHORIZED, ErrorCode.VIDEO_NOT_FOUND),
+)
+async def get_video(video_id: str, services: ServicesDep, tenant: TenantDep) -> VideoPublic:
+    """A video: its media facts, status, and caption and segments once ready."""
+    video = await load_video(services, tenant, video_id)
+    return (await _public(services, [video]))[0]
+
+
+def _delete(services: Services, video: dict[str, Any]) -> None:
+    """Removes a video's file, features, records and jobs (queued ones leave the queue)."""
+    store = services.store
+    job_ids = [video["caption_job_id"], *store.redis.lrange(questions_key(video["id"]), 0, -1)]
+    with store.redis.pipeline() as pipe:
+        for job_id in job_ids:
+            job = store.job(str(job_id))
+            if job is not None and job["state"] not in TERMINAL:
+                # A running job stops at its next stage and, finding no record, writes nothing.
+                pipe.set(cancel_key(job["id"]), 1, ex=store.retention_s)
+                services.queue.remove(rq_job_id(job["id"], job["attempts"]))
+            pipe.delete(job_key(str(job_id)))
+        pipe.delete(video_key(video["id"]), questions_key(video["id"]))
+        pipe.zrem(videos_key(video["tenant"]), video["id"])
+        if store.redis.get(video["dedupe_key"]) == video["id"]:
+            pipe.delete(video["dedupe_key"])
+        pipe.execute()
+    shutil.rmtree(services.settings.data_dir / video["dir"], ignore_errors=True)
+
+
+@router.delete(
+    "/{video_id}",
+    status_code=204,
+    responses=error_responses(ErrorCode.UNAUTHORIZED, ErrorCode.VIDEO_NOT_FOUND),
+)
+async def delete_video(video_id: str, services: ServicesDep, tenant: TenantDep) -> Response:
+    """Delete a video: its file, cached features, records, questions and pending jobs."""
+    video = await load_video(services, tenant, video_id)
+    await asyncio.to_thread(_delete, services, video)
+    return Response(status_code=204)
+
+
+async def _ready(services: Services, video: dict[str, Any]) -> dict[str, Any]:
+    """The video's finished caption job, or 409 saying why there is none yet."""
+    raw = await services.redis.get(job_key(video["caption_job_id"]))
+    job = None if raw is None else json.loads(raw)
+    if job is not None and job["state"] == JobState.SUCCEEDED:
+        return cast(dict[str, Any], job)
+    if job is None or job["state"] in (JobState.FAILED, JobState.CANCELED):
+        reason = (job or {}).get("error") or {"message": "its record expired"}
+        raise ApiError(
+            ErrorCode.VIDEO_FAILED, f"the video could not be captioned: {reason['message']}"
+        )
+    raise ApiError(
+        ErrorCode.VIDEO_NOT_READY,
+        f"the video is still being captioned (job {job['id']} is {job['state']}); "
+        "poll the job, then try again",
+    )
+
+
+CAPTION_TYPES = {
+    "vtt": "text/vtt; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+}
+
+
+@router.get(
+    "/{video_id}/captions",
+    response_model=Captions,
+    responses={
+        200: {
+            "content": {t.split(";")[0]: {"schema": {"type": "string"}} for t in CAPTION_TYPES},
+            "description": "JSON, WebVTT or SRT.",
+        },
+        **error_responses(
+            ErrorCode.UNAUTHORIZED,
+            ErrorCode.VIDEO_NOT_FOUND,
+            ErrorCode.VIDEO_NOT_READY,
+            ErrorCode.VIDEO_FAILED,
+        ),
+    },
+)
+async def get_captions(
+    video_id: str,
+    services: ServicesDep,
+    tenant: TenantDep,
+    format: Annotated[str, Query(pattern="^(json|vtt|srt)$")] = "json",
+) -> Response:
+    """The caption of the whole video and its timestamped segments: JSON, WebVTT or SRT."""
+    video = await load_video(services, tenant, video_id)
+    result = (await _ready(services, video))["result"]
+    if format == "json":
+        body = Captions(video_id=video_id, **result)
+        return JSONResponse(body.model_dump(mode="json"))
+    text = (
+        to_vtt(result["segments"], caption=result["caption"])
+        if format == "vtt"
+        else to_srt(result["segments"])
+    )
+    stem = Path(video.get("filename") or video_id).stem or video_id
+    return PlainTextResponse(
+        text,
+        media_type=CAPTION_TYPES[format],
+        headers={"Content-Disposition": f'inline; filename="{_ascii(stem)}.{format}"'},
+    )
+
+
+def _ascii(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "captions"
+
+
+@router.post(
+    "/{video_id}/questions",
+    status_code=202,
+    response_model=JobPublic,
+    responses=error_responses(
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.VIDEO_NOT_FOUND,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.INVALID_JSON,
+        ErrorCode.VIDEO_NOT_READY,
+        ErrorCode.VIDEO_FAILED,
+        ErrorCode.QUEUE_FULL,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
+async def ask(
+    video_id: str, body: QuestionCreate, services: ServicesDep, tenant: AdmittedTenantDep
+) -> JSONResponse:
+    """Ask a question about a video; it is answered from the video's cached features."""
+    limit = services.settings.max_question_chars
+    if len(body.question) > limit:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, f"question: at most {limit} characters")
+    video = await load_video(services, tenant, video_id)
+    await _ready(services, video)
+    job = await asyncio.to_thread(
+        create_job,
+        services.store,
+        services.queue,
+        services.settings,
+        kind="question",
+        tenant=tenant,
+        video=video,
+        question=body.question,
+    )
+    services.metrics.job_enqueued("question")
+    return JSONResponse(
+        JobPublic.of(job).model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/v1/jobs/{job['id']}"},
+    )
+
+
+@router.get(
+    "/{video_id}/questions",
+    response_model=QuestionList,
+    responses=error_responses(ErrorCode.UNAUTHORIZED, ErrorCode.VIDEO_NOT_FOUND),
+)
+async def list_questions(video_id: str, services: ServicesDep, tenant: TenantDep) -> QuestionList:
+    """The questions asked about a video, oldest first, with their answers."""
+    video = await load_video(services, tenant, video_id)
+    ids = cast(list[str], await services.redis.lrange(questions_key(video["id"]), 0, -1))
+    raws = (
+        cast(list[str | None], await services.redis.mget([job_key(i) for i in ids])) if ids else []
+    )
+    return QuestionList(questions=[JobPublic.of(json.loads(r)) for r in raws if r is not None])

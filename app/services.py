@@ -1,0 +1,87 @@
+"""What the API's handlers work with: settings, Redis clients, the store, the queue, metrics.
+
+One :class:`Services` per app, built at start-up (lifespan) and closed at shutdown. Reads on
+the hot path (job polls) use the asyncio client; writes that need transactions or RQ run the
+synchronous store and queue in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aredis
+from rq import Queue
+
+from vidcap.config import Settings
+from workers.metrics import Metrics
+from workers.queue import reap, rq_queue
+from workers.store import RUNNING_KEY, WORKER_PREFIX, Store
+
+log = logging.getLogger(__name__)
+
+REAP_EVERY_S = 5.0
+
+
+@dataclass
+class Services:
+    """The API's connections and shared objects."""
+
+    settings: Settings
+    redis: aredis.Redis  # text replies
+    store: Store  # synchronous, text replies
+    queue: Queue  # synchronous, bytes replies (RQ needs them)
+    metrics: Metrics
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Services:
+        """Clients of the Redis at ``settings.redis_url`` (nothing is sent yet)."""
+        if settings.redis_url is None:
+            raise ValueError(
+                "REDIS_URL is not set: `vidcap run` starts a Redis for you; "
+                "`vidcap serve` needs REDIS_URL=redis://host:port/0"
+            )
+        text = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        return cls(
+            settings=settings,
+            redis=aredis.Redis.from_url(settings.redis_url, decode_responses=True),
+            store=Store(text, settings.retention_s),
+            queue=rq_queue(redis.Redis.from_url(settings.redis_url), settings),
+            metrics=Metrics(text),
+        )
+
+    async def queue_depth(self) -> int:
+        """Jobs waiting on the queue."""
+        return int(await self.redis.llen(self.queue.key))
+
+    async def running(self) -> int:
+        """Jobs a worker has started and not finished."""
+        return int(await self.redis.scard(RUNNING_KEY))
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Live workers (each refreshes its key every few seconds)."""
+        import json
+
+        keys = [k async for k in self.redis.scan_iter(match=WORKER_PREFIX + "*", count=500)]
+        values = cast(list[str | None], await self.redis.mget(keys)) if keys else []
+        return [json.loads(v) for v in values if v is not None]
+
+    async def reaper(self) -> None:
+        """Retries or fails jobs of dead workers, forever (a lifespan task)."""
+        while True:
+            await asyncio.sleep(REAP_EVERY_S)
+            try:
+                await asyncio.to_thread(reap, self.store, self.queue, self.settings)
+            except Exception as e:  # Redis restarting: try again next time
+                log.warning("reaper: %s", e)
+
+    async def close(self) -> None:
+        """Closes every connection."""
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        self.store.redis.close()
+        self.queue.connection.close()

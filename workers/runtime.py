@@ -1,0 +1,170 @@
+"""A worker process: load the pipeline once, then run a non-forking RQ worker loop.
+
+RQ's default worker forks a child per job, which would load the model per job and break CUDA
+(CUDA cannot be used in a child forked after it was initialised). :class:`VidcapWorker` runs
+jobs in the worker process itself, where the pipeline was loaded once at start.
+
+Beside the loop run two daemon threads: one keeps this worker's presence key alive (the API's
+/readyz looks for it), the other is a reaper that retries or fails jobs of workers that died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from vidcap.config import Settings
+from workers.metrics import Metrics
+from workers.queue import reap, rq_queue
+from workers.store import WORKER_PREFIX, Store
+
+if TYPE_CHECKING:
+    from rq import Queue
+
+    from models.pipeline import CaptionPipeline
+
+log = logging.getLogger(__name__)
+
+PRESENCE_TTL_S = 30
+PRESENCE_EVERY_S = 10
+REAP_EVERY_S = 5
+
+# What the job functions use, set once per process by start().
+_state: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    """This process's settings."""
+    return _state["settings"]
+
+
+def store() -> Store:
+    """The record store."""
+    return _state["store"]
+
+
+def queue() -> Queue:
+    """The RQ queue."""
+    return _state["queue"]
+
+
+def metrics() -> Metrics:
+    """The shared metrics."""
+    return _state["metrics"]
+
+
+def pipeline() -> CaptionPipeline:
+    """The loaded model pipeline."""
+    return _state["pipeline"]
+
+
+def identity() -> dict[str, Any]:
+    """This worker's name and pid (recorded in the jobs it runs, for operators and tests)."""
+    return {"name": _state.get("name"), "pid": os.getpid()}
+
+
+def redis_clients(url: str) -> tuple[redis.Redis, redis.Redis]:
+    """Two clients of one server: bytes (RQ needs them) and text (our records)."""
+    options: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True}
+    return (
+        redis.Redis.from_url(url, **options),
+        redis.Redis.from_url(url, decode_responses=True, **options),
+    )
+
+
+def start(config: Settings, pipe: CaptionPipeline) -> redis.Redis:
+    """Sets up this process's state for the job functions; returns RQ's (bytes) client."""
+    if config.redis_url is None:
+        raise ValueError("REDIS_URL is not set: a worker needs the Redis the API uses")
+    raw, text = redis_clients(config.redis_url)
+    _state.update(
+        settings=config,
+        store=Store(text, config.retention_s),
+        queue=rq_queue(raw, config),
+        metrics=Metrics(text),
+        pipeline=pipe,
+    )
+    return raw
+
+
+class VidcapWorker(SimpleWorker):
+    """RQ's SimpleWorker (jobs run in this process) with the JSON serializer."""
+
+
+def _every(seconds: float, stop: threading.Event, action: Any, what: str) -> threading.Thread:
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                action()
+            except Exception as e:  # e.g. Redis restarting: try again next time
+                log.warning("%s failed: %s", what, e)
+
+    thread = threading.Thread(target=loop, name=what, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_worker(config: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Loads the pipeline once, then works the queue until stopped (or empty, with ``burst``).
+
+    SIGTERM or Ctrl-C lets the current job finish, then exits; a second one puts the job
+    back on the queue for another worker and exits at once.
+
+    Returns:
+        Whether any job was run.
+    """
+    from models.pipeline import CaptionPipeline
+
+    began = time.perf_counter()
+    pipe = CaptionPipeline.from_pretrained(
+        config.model,
+        device=config.device,
+        limits=config.media_limits(),
+        backend=config.media_backend,
+    )
+    log.info(
+        "model %s loaded on %s in %.1fs", config.model, pipe.device, time.perf_counter() - began
+    )
+    connection = start(config, pipe)
+    name = name or f"{socket.gethostname()}.{os.getpid()}"
+    _state["name"] = name
+    presence = json.dumps(
+        {"name": name, "model": str(config.model), "device": str(pipe.device), "since": time.time()}
+    )
+    key = WORKER_PREFIX + name
+    stop = threading.Event()
+
+    def announce() -> None:
+        store().redis.set(key, presence, ex=PRESENCE_TTL_S)
+
+    announce()
+    threads = [
+        _every(PRESENCE_EVERY_S, stop, announce, "presence"),
+        _every(REAP_EVERY_S, stop, lambda: reap(store(), queue(), settings()), "reaper"),
+    ]
+    worker = VidcapWorker(
+        [queue()],
+        name=name,
+        connection=connection,
+        serializer=JSONSerializer,
+        worker_ttl=30,
+        maintenance_interval=10,
+    )
+    try:
+        return bool(worker.work(burst=burst, logging_level="INFO", with_scheduler=False))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=2)
+        with contextlib.suppress(redis.RedisError):
+            store().redis.delete(key)

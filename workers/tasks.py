@@ -1,0 +1,371 @@
+"""The job functions RQ runs: thin calls into models/, with progress and results in our records.
+
+Each function takes our job id only; everything else is in the job's record. A function never
+raises into RQ: whatever happens ends up in the record (``succeeded``, ``failed`` with a code,
+or ``canceled``), which is what the API reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rq import get_current_job
+from rq.timeouts import JobTimeoutException
+
+from models.media import MediaError
+from workers import runtime
+from workers.queue import retry, rq_job_id
+from workers.store import (
+    RUNNING_KEY,
+    JobState,
+    Stage,
+    Stale,
+    Store,
+    alive_key,
+    job_key,
+    now,
+)
+
+log = logging.getLogger(__name__)
+
+# The pipeline's stage names -> the stages a client sees.
+STAGES = {
+    "decode": Stage.DECODING,
+    "features": Stage.FEATURES,
+    "fusion": Stage.FUSION,
+    "generate": Stage.GENERATING,
+}
+# Share of the percent bar each part of a caption job gets: decoding and features run window
+# by window (up to FEATURES_END), then fusion and generation.
+FEATURES_END, FUSION_END = 75, 85
+
+
+class Canceled(Exception):
+    """The client canceled the job, or deleted its video."""
+
+
+def features_path(data_dir: Path, video: dict[str, Any]) -> Path:
+    """Where a video's cached features live (beside the video file)."""
+    return data_dir / video["dir"] / "features.safetensors"
+
+
+class Attempt:
+    """One attempt at a job: owns its record's progress, heartbeat and final state.
+
+    Args:
+        store: The record store.
+        job_id: Our job id.
+        rq_id: The RQ job id of this attempt (the record must name the same attempt).
+    """
+
+    def __init__(self, store: Store, job_id: str, rq_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.rq_id = rq_id
+        self.record: dict[str, Any] = {}
+        self.windows = 1
+        self.windows_done = 0
+        self.began = time.perf_counter()
+        from models.pipeline import StageTimer  # torch: only ever imported in a worker
+
+        self.timer = StageTimer(on_stage=self.progress)
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def _mine(self, record: dict[str, Any]) -> dict[str, Any]:
+        if rq_job_id(record["id"], record["attempts"]) != self.rq_id:
+            raise Stale(f"{self.rq_id} was replaced by attempt {record['attempts']}")
+        return record
+
+    def start(self) -> dict[str, Any]:
+        """Marks the job running and starts the heartbeat.
+
+        Raises:
+            Stale: Another attempt owns the job, or it is gone.
+            Canceled: It was canceled while queued.
+        """
+        settings = runtime.settings()
+
+        def change(record: dict[str, Any]) -> dict[str, Any]:
+            self._mine(record)
+            if record["state"] == JobState.CANCELED:
+                raise Canceled()
+            if record["state"] != JobState.QUEUED:
+                raise Stale(f"job {self.job_id} is {record['state']}")
+            record.update(
+                state=JobState.RUNNING,
+                started_at=now(),
+                stage=Stage.PROBING,
+                worker=runtime.identity(),
+            )
+            return record
+
+        def claim(pipe: Any, record: dict[str, Any]) -> None:
+            pipe.sadd(RUNNING_KEY, self.job_id)
+            pipe.set(alive_key(self.job_id), self.rq_id, ex=math.ceil(settings.worker_lost_after_s))
+
+        try:
+            self.record = self.store.update(job_key(self.job_id), change, also=claim)
+        except Canceled:
+            raise
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True
+        )
+        self._heartbeat.start()
+        return self.record
+
+    def _beat(self) -> None:
+        # Refreshes the alive key well within its TTL; the reaper retries the job if it lapses.
+        lease = runtime.settings().worker_lost_after_s
+        while not self._stop.wait(lease / 3):
+            try:
+                self.store.redis.set(alive_key(self.job_id), self.rq_id, ex=math.ceil(lease))
+            except Exception as e:  # a missed beat is retried; never kill the job
+                log.warning("job %s: heartbeat failed: %s", self.job_id, e)
+
+    def progress(self, pipeline_stage: str) -> None:
+        """The pipeline's stage hook: checks for cancellation, then records stage and percent."""
+        if self.store.cancel_requested(self.job_id):
+            raise Canceled()
+        stage = STAGES.get(pipeline_stage, Stage.FEATURES)
+        if pipeline_stage == "features":
+            self.windows_done += 1
+        percent = {
+            Stage.DECODING: 5 + (FEATURES_END - 5) * self.windows_done / self.windows,
+            Stage.FEATURES: 5 + (FEATURES_END - 5) * self.windows_done / self.windows,
+            Stage.FUSION: FEATURES_END,
+            Stage.GENERATING: FUSION_END,
+        }[stage]
+        if self.record.get("kind") == "question":
+            percent = {Stage.FUSION: 10, Stage.GENERATING: 50}.get(stage, percent)
+        self.set_progress(stage, percent)
+
+    def set_progress(self, stage: Stage, percent: float) -> None:
+        """Writes stage and percent to the record and to RQ's job.meta (best effort)."""
+        if stage == self.record.get("stage") and round(percent) == self.record.get("percent"):
+            return
+
+        def change(record: dict[str, Any]) -> dict[str, Any]:
+            self._mine(record)
+            record.update(stage=stage, percent=round(percent))
+            return record
+
+        try:
+            self.record = self.store.update(job_key(self.job_id), change)
+            rq_job = get_current_job()
+            if rq_job is not None:
+                rq_job.meta.update(stage=str(stage), percent=round(percent))
+                rq_job.save_meta()
+        except Stale:
+            raise
+        except Exception as e:  # progress is informative; the job goes on
+            log.warning("job %s: progress not recorded: %s", self.job_id, e)
+
+    def finish(
+        self,
+        state: JobState,
+        *,
+        timings: dict[str, float],
+        result: Any = None,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        """Writes the final state; a replaced attempt's result is dropped."""
+
+        def change(record: dict[str, Any]) -> dict[str, Any]:
+            self._mine(record)
+            if record["state"] != JobState.RUNNING:
+                raise Stale(f"job {self.job_id} is already {record['state']}")
+            record.update(
+                state=state,
+                finished_at=now(),
+                stage=None,
+                percent=100 if state == JobState.SUCCEEDED else record["percent"],
+                timings={k: round(v, 4) for k, v in timings.items()},
+                result=result,
+                error=error,
+            )
+            return record
+
+        def release(pipe: Any, record: dict[str, Any]) -> None:
+            pipe.srem(RUNNING_KEY, self.job_id)
+            pipe.delete(alive_key(self.job_id))
+
+        self.record = self.store.update(job_key(self.job_id), change, also=release)
+        metrics = runtime.metrics()
+        code = error["code"] if error else None
+        metrics.job_finished(
+            self.record["kind"], str(state), time.perf_counter() - self.began, code
+        )
+        for name, seconds in timings.items():
+            metrics.stage_done(name, seconds)
+        log.info(
+            "job %s: %s %s in %.2fs",
+            self.job_id,
+            self.record["kind"],
+            state,
+            time.perf_counter() - self.began,
+        )
+
+    def requeue(self) -> None:
+        """Puts the job back on the queue at once (the worker is shutting down mid-job)."""
+
+        with contextlib.suppress(Exception):
+            self.store.redis.srem(RUNNING_KEY, self.job_id)
+            attempt = int(self.rq_id.rsplit("-a", 1)[1])
+            retry(self.store, runtime.queue(), runtime.settings(), self.job_id, attempt)
+            self.store.redis.delete(alive_key(self.job_id))
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per client-visible stage so far (a live view of the timer)."""
+        return {STAGES[k].value: v for k, v in self.timer.seconds.items() if k in STAGES}
+
+    def stop(self) -> None:
+        """Stops the heartbeat."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+
+
+@contextlib.contextmanager
+def attempt(job_id: str) -> Iterator[Attempt | None]:
+    """Runs one attempt of a job; yields None when there is nothing to do.
+
+    Every way out ends in the record: success is written by the body; a media error, a
+    timeout, a cancel or a bug end the job here. A shutdown of the worker mid-job
+    (SystemExit, KeyboardInterrupt) puts the job back on the queue for another worker.
+    """
+    rq_job = get_current_job()
+    rq_id = rq_job.id if rq_job is not None else rq_job_id(job_id, 1)
+    current = Attempt(runtime.store(), job_id, rq_id)
+    try:
+        current.start()
+    except Stale as e:
+        log.info("job %s: nothing to do (%s)", job_id, e)
+        yield None
+        return
+    except Canceled:
+        log.info("job %s: canceled before it started", job_id)
+        yield None
+        return
+    try:
+        yield current
+    except Stale as e:
+        log.info("job %s: stopped, %s", job_id, e)
+    except Canceled:
+        with contextlib.suppress(Stale):
+            current.finish(
+                JobState.CANCELED,
+                timings=current.timings,
+                error={"code": "canceled", "message": "the job was canceled"},
+            )
+    except MediaError as e:
+        with contextlib.suppress(Stale):
+            current.finish(JobState.FAILED, timings=current.timings, error=e.to_dict())
+    except JobTimeoutException:
+        with contextlib.suppress(Stale):
+            current.finish(
+                JobState.FAILED,
+                timings=current.timings,
+                error={
+                    "code": "job_timeout",
+                    "message": "the job ran longer than its limit of "
+                    f"{current.record['timeout_s']} s",
+                },
+            )
+    except Exception:
+        log.exception("job %s: failed", job_id)
+        with contextlib.suppress(Stale):
+            current.finish(
+                JobState.FAILED,
+                timings=current.timings,
+                error={
+                    "code": "model_error",
+                    "message": "the model failed on this video; the error is in the worker's log",
+                },
+            )
+    except BaseException:
+        log.warning("job %s: worker stopping mid-job, putting the job back", job_id)
+        current.requeue()
+        raise
+    finally:
+        current.stop()
+
+
+def caption_video(job_id: str) -> None:
+    """Captions a video: decode, features (cached beside the file), caption and segments."""
+    from models.features import VideoFeatures
+
+    with attempt(job_id) as job:
+        if job is None:
+            return
+        store, settings, pipe = runtime.store(), runtime.settings(), runtime.pipeline()
+        video = store.video(job.record["video_id"])
+        if video is None:
+            raise Canceled()
+        options, media = video["options"], video["media"]
+        timer = job.timer
+        frames = pipe.sample_count(
+            media["duration_s"],
+            media["frame_count"],
+            options.get("frames_per_second"),
+            options.get("max_frames"),
+        )
+        job.windows = math.ceil(frames / pipe.config.max_frames)
+        cached = features_path(settings.data_dir, video)
+        features = None
+        if cached.is_file():  # an earlier attempt got this far
+            with contextlib.suppress(Exception):
+                features = VideoFeatures.load(cached)
+                pipe.check_features(features)
+        if features is None:
+            features = pipe.extract(
+                settings.data_dir / video["dir"] / video["file"],
+                timer=timer,
+                frames_per_second=options.get("frames_per_second"),
+                max_total_frames=options.get("max_frames"),
+            )
+            if not cached.parent.is_dir():
+                raise Canceled()  # the video was deleted meanwhile
+            features.save(cached)
+        caption = pipe.caption(features, timer=timer)
+        segments = pipe.caption_segments(features, options["segment_seconds"], timer=timer)
+        job.finish(
+            JobState.SUCCEEDED,
+            timings=job.timings,
+            result={
+                "caption": caption,
+                "segments": [
+                    {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+                    for s in segments
+                ],
+            },
+        )
+
+
+def answer_question(job_id: str) -> None:
+    """Answers a question from the video's cached features (no second decode)."""
+    from models.features import VideoFeatures
+
+    with attempt(job_id) as job:
+        if job is None:
+            return
+        store, settings, pipe = runtime.store(), runtime.settings(), runtime.pipeline()
+        video = store.video(job.record["video_id"])
+        if video is None:
+            raise Canceled()
+        timer = job.timer
+        features = VideoFeatures.load(features_path(settings.data_dir, video))
+        answer = pipe.answer(features, job.record["question"], timer=timer)
+        job.finish(
+            JobState.SUCCEEDED,
+            timings=job.timings,
+            result={"question": job.record["question"], "answer": answer},
+        )
