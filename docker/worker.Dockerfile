@@ -2,7 +2,8 @@
 # Build from the repository root:  docker build -f docker/worker.Dockerfile -t vidcap-worker .
 # Options:  --build-arg TORCH_CUDA=cu126 --build-arg CUDA_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
 #           --build-arg VIDCAP_EXTRAS=ml,decord   (the optional decord decoding backend)
-# No model weights are fetched here: the worker loads local checkpoints only.
+# No model weights are fetched here: the worker loads local checkpoints only, by default the
+# one shipped in the repository (models/checkpoints/default, copied with models/ below).
 
 # The `base` flavour (CUDA runtime + the NVIDIA_* settings the container toolkit reads) is
 # enough: torch's CUDA wheels bring their own cuDNN and cuBLAS as pip packages, and a
@@ -23,7 +24,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    VIDCAP_DATA_DIR=/var/lib/vidcap/media
 
 # The same uid as the api image, so both can write the shared media volume. (uid 1000 is
 # the base image's `ubuntu` user.)
@@ -58,7 +60,14 @@ RUN pip install --no-cache-dir --no-deps . \
     && pip check \
     && rm -rf build ./*.egg-info
 
+# The wheel carries the `models` code but not its checkpoints, so the default model
+# (models/__init__.py: next to the installed package) is named by its copy under /app. The
+# build fails here, not at the worker's start, when the checkpoint did not get in.
+ENV VIDCAP_MODEL=/app/models/checkpoints/default
+RUN python -c "from vidcap.config import Settings; m = Settings().model; assert (m / 'config.json').is_file() and (m / 'model.safetensors').is_file(), f'no checkpoint in {m}'"
+
 USER vidcap
 
-# The worker command arrives with the service issue; until then the image runs the CLI.
-CMD ["vidcap", "--help"]
+# Loads the model once, then runs jobs one at a time; the first SIGTERM lets the running
+# job finish, then it exits.
+CMD ["vidcap", "worker"]
