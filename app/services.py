@@ -15,12 +15,14 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.retry import Retry as SyncRetry
 from rq import Queue
 
 from vidcap.config import Settings
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
-from workers.store import RUNNING_KEY, WORKER_PREFIX, Store
+from workers.store import RUNNING_KEY, WORKER_PREFIX, Store, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,13 @@ class Services:
                 "REDIS_URL is not set: `vidcap run` starts a Redis for you; "
                 "`vidcap serve` needs REDIS_URL=redis://host:port/0"
             )
-        text = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        url = settings.redis_url
+        text = redis.Redis.from_url(url, decode_responses=True, **reconnecting(SyncRetry))
         return cls(
             settings=settings,
-            redis=aredis.Redis.from_url(settings.redis_url, decode_responses=True),
+            redis=aredis.Redis.from_url(url, decode_responses=True, **reconnecting(AsyncRetry)),
             store=Store(text, settings.retention_s),
-            queue=rq_queue(redis.Redis.from_url(settings.redis_url), settings),
+            queue=rq_queue(redis.Redis.from_url(url, **reconnecting(SyncRetry)), settings),
             metrics=Metrics(text),
         )
 

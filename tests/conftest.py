@@ -1,5 +1,7 @@
 """Shared pytest fixtures."""
 
+from __future__ import annotations
+
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ import psutil
 import pytest
 import redis
 
+from models import DEFAULT_MODEL_DIR
 from models.media import synth
 from models.media.synth import VideoSpec
 from workers.redis_server import RedisServer
@@ -302,13 +305,18 @@ class Service:
         self.redis.stop()
 
 
+# The service tests serve the model that ships with vidcap: it is small (3.6 M parameters),
+# loads in a fraction of a second, and writes real captions (an untrained one may write none).
+SERVICE_MODEL = DEFAULT_MODEL_DIR
+
+
 @pytest.fixture
-def make_service(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Any]:
+def make_service(tmp_path: Path) -> Iterator[Any]:
     """Factory of services (``make_service(workers=1, env={...})``), stopped after the test."""
     made: list[Service] = []
 
     def make(workers: int = 1, env: dict[str, str] | None = None) -> Service:
-        service = Service(tmp_path / f"service{len(made)}", tiny_model_dir, env)
+        service = Service(tmp_path / f"service{len(made)}", SERVICE_MODEL, env)
         made.append(service)
         return service.start(workers)
 
@@ -318,9 +326,9 @@ def make_service(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One service (API + one worker) shared by a test module."""
-    svc = Service(tmp_path_factory.mktemp("service"), tiny_model_dir)
+    svc = Service(tmp_path_factory.mktemp("service"), SERVICE_MODEL)
     try:
         yield svc.start(workers=1)
     finally:

@@ -26,7 +26,7 @@ from rq.serializers import JSONSerializer
 from vidcap.config import Settings
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
-from workers.store import WORKER_PREFIX, Store
+from workers.store import WORKER_PREFIX, Store, reconnecting
 
 if TYPE_CHECKING:
     from rq import Queue
@@ -75,7 +75,7 @@ def identity() -> dict[str, Any]:
 
 def redis_clients(url: str) -> tuple[redis.Redis, redis.Redis]:
     """Two clients of one server: bytes (RQ needs them) and text (our records)."""
-    options: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True}
+    options: dict[str, Any] = {**reconnecting(), "socket_keepalive": True}
     return (
         redis.Redis.from_url(url, **options),
         redis.Redis.from_url(url, decode_responses=True, **options),

@@ -32,6 +32,11 @@ from enum import StrEnum
 from typing import Any, cast
 
 import redis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 PREFIX = "vidcap:"
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -136,6 +141,18 @@ def events_channel(job_id: str) -> str:
 
 RUNNING_KEY = f"{PREFIX}running"
 WORKER_PREFIX = f"{PREFIX}worker:"
+
+
+def reconnecting(retry_class: type[Retry] | type[AsyncRetry] = Retry) -> dict[str, Any]:
+    """Client options that ride out a Redis restart (about 2 s of retries, then an error).
+
+    redis-py's default does not retry a command whose pooled connection the restart closed.
+    """
+    return {
+        "retry": retry_class(ExponentialBackoff(cap=0.5, base=0.05), 8),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 30,
+    }
 
 
 class Stale(Exception):

@@ -29,6 +29,7 @@ from workers.store import (
     Stale,
     Store,
     alive_key,
+    cancel_key,
     job_key,
     now,
 )
@@ -195,7 +196,7 @@ class Attempt:
 
         def release(pipe: Any, record: dict[str, Any]) -> None:
             pipe.srem(RUNNING_KEY, self.job_id)
-            pipe.delete(alive_key(self.job_id))
+            pipe.delete(alive_key(self.job_id), cancel_key(self.job_id))
 
         self.record = self.store.update(job_key(self.job_id), change, also=release)
         metrics = runtime.metrics()

@@ -158,7 +158,8 @@ def _cancel(services: Services, record: dict[str, Any]) -> dict[str, Any]:
         return current
 
     def flag(pipe: Any, current: dict[str, Any]) -> None:
-        pipe.set(cancel_key(current["id"]), 1, ex=store.retention_s)
+        if current["state"] == JobState.RUNNING:  # the job checks this between stages
+            pipe.set(cancel_key(current["id"]), 1, ex=current["timeout_s"] + 60)
 
     try:
         updated = store.update(job_key(record["id"]), change, also=flag)

@@ -35,7 +35,6 @@ from models.media import MediaError, MediaErrorCode, probe
 from workers.queue import create_job, rq_job_id
 from workers.store import (
     IDEMPOTENCY_TTL_S,
-    TERMINAL,
     JobState,
     cancel_key,
     idempotency_key,
@@ -374,9 +373,10 @@ def _delete(services: Services, video: dict[str, Any]) -> None:
     with store.redis.pipeline() as pipe:
         for job_id in job_ids:
             job = store.job(str(job_id))
-            if job is not None and job["state"] not in TERMINAL:
-                # A running job stops at its next stage and, finding no record, writes nothing.
-                pipe.set(cancel_key(job["id"]), 1, ex=store.retention_s)
+            if job is not None and job["state"] == JobState.RUNNING:
+                # It stops at its next stage and, finding no record, writes nothing.
+                pipe.set(cancel_key(job["id"]), 1, ex=job["timeout_s"] + 60)
+            elif job is not None and job["state"] == JobState.QUEUED:
                 services.queue.remove(rq_job_id(job["id"], job["attempts"]))
             pipe.delete(job_key(str(job_id)))
         pipe.delete(video_key(video["id"]), questions_key(video["id"]))

@@ -1,0 +1,269 @@
+"""Bad input over HTTP: the right status and code, and nothing left behind (file or record)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import API_KEYS
+
+pytestmark = pytest.mark.slow
+
+SMALL_LIMIT_MB = 2
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An API with a 2 MB upload limit and a 5 s duration limit (no worker needed)."""
+    from tests.conftest import SERVICE_MODEL, Service
+
+    service = Service(
+        tmp_path_factory.mktemp("limited"),
+        SERVICE_MODEL,
+        {"VIDCAP_MAX_UPLOAD_MB": str(SMALL_LIMIT_MB), "VIDCAP_MEDIA_MAX_DURATION_S": "5"},
+    )
+    try:
+        yield service.start(workers=0)
+    finally:
+        service.stop()
+
+
+def leftovers(service: Any) -> dict[str, list[str]]:
+    """Files under the data folder and vidcap records in Redis (counters aside)."""
+    client = redis.Redis.from_url(service.redis.url, decode_responses=True)
+    try:
+        keys = sorted(
+            k
+            for k in client.scan_iter("vidcap:*")
+            if not k.startswith(("vidcap:rate:", "vidcap:metrics:"))
+        )
+    finally:
+        client.close()
+    files = sorted(
+        str(p.relative_to(service.data_dir)) for p in service.data_dir.rglob("*") if p.is_file()
+    )
+    return {"files": files, "keys": keys}
+
+
+def post_file(service: Any, name: str, content: bytes | Path, **kwargs: Any) -> httpx.Response:
+    data = content.read_bytes() if isinstance(content, Path) else content
+    with service.client() as client:
+        return client.post("/v1/videos", files={"file": (name, data)}, **kwargs)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("random_bytes", 415, "not_a_video"),
+        ("text", 415, "not_a_video"),
+        ("audio_only", 415, "no_video_stream"),
+        ("truncated", 422, "corrupt_media"),
+    ],
+)
+def test_broken_files_are_refused_and_leave_nothing(
+    limited: Any, make_video: Any, kind: str, status: int, code: str
+) -> None:
+    response = post_file(limited, f"{kind}.mp4", make_video(kind))
+    assert_error(response, status, code)
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_zero_bytes_is_refused(limited: Any) -> None:
+    assert_error(post_file(limited, "empty.mp4", b""), 422, "empty_file")
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_over_the_duration_limit(limited: Any, make_video: Any) -> None:
+    response = post_file(limited, "long.mp4", make_video("h264_aac_mp4", duration=6))
+    assert_error(response, 422, "video_too_long")
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_unsupported_container(make_service: Any, make_video: Any) -> None:
+    service = make_service(workers=0, env={"VIDCAP_MEDIA_CONTAINERS": "mov"})
+    response = post_file(service, "clip.webm", make_video("vp9_opus_webm", duration=1))
+    assert_error(response, 415, "unsupported_container")
+    assert leftovers(service) == {"files": [], "keys": []}
+
+
+def test_over_the_size_limit_is_413_before_the_body_ends(limited: Any) -> None:
+    # A chunked body (no Content-Length) that goes past the limit and never ends: the server
+    # must answer 413 while the client is still "sending".
+    import socket
+
+    head = (
+        "POST /v1/videos HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Bearer {API_KEYS['alice']}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n'
+    chunk = b"\0" * 65536
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=30) as sock:
+        sock.sendall(head + b"%x\r\n%s\r\n" % (len(part), part))
+        for _ in range(SMALL_LIMIT_MB * 16 + 8):  # the limit plus 512 KiB
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                break  # the server closed the connection after answering
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "file_too_large"
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_content_length_over_the_limit_is_413_at_once(limited: Any) -> None:
+    response = post_file(limited, "big.mp4", b"\0" * (SMALL_LIMIT_MB * 1024 * 1024 + 2_000_000))
+    assert_error(response, 413, "file_too_large")
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_missing_file_field(limited: Any) -> None:
+    with limited.client() as client:
+        response = client.post("/v1/videos", data={"segment_seconds": "2"}, files={"x": b"1"})
+    assert_error(response, 422, "missing_file")
+
+
+def test_bad_json_body(limited: Any) -> None:
+    with limited.client() as client:
+        broken = client.post(
+            "/v1/videos", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        no_url = client.post("/v1/videos", json={"segment_seconds": 2})
+        text = client.post("/v1/videos", content=b"hi", headers={"Content-Type": "text/plain"})
+    assert_error(broken, 400, "invalid_json")
+    assert_error(no_url, 422, "validation_error")
+    assert_error(text, 415, "unsupported_media_type")
+
+
+def test_bad_option_is_refused(limited: Any, make_video: Any) -> None:
+    response = post_file(
+        limited, "clip.mp4", make_video("h264_aac_mp4", duration=1), data={"segment_seconds": "0"}
+    )
+    assert_error(response, 422, "validation_error")
+    assert "segment_seconds" in response.json()["error"]["message"]
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_unknown_ids(limited: Any) -> None:
+    with limited.client() as client:
+        assert_error(client.get("/v1/videos/vid_nope"), 404, "video_not_found")
+        assert_error(client.get("/v1/jobs/job_nope"), 404, "job_not_found")
+        assert_error(client.post("/v1/jobs/job_nope/cancel"), 404, "job_not_found")
+        assert_error(client.get("/v1/nothing-here"), 404, "not_found")
+        assert_error(
+            client.post("/v1/videos/vid_nope/questions", json={"question": "why?"}),
+            404,
+            "video_not_found",
+        )
+
+
+def test_question_before_the_video_is_ready(limited: Any, make_video: Any) -> None:
+    video = post_file(limited, "clip.mp4", make_video("h264_aac_mp4", duration=1)).json()["video"]
+    with limited.client() as client:
+        early = client.post(f"/v1/videos/{video['id']}/questions", json={"question": "what?"})
+        blank = client.post(f"/v1/videos/{video['id']}/questions", json={"question": "   "})
+        captions = client.get(f"/v1/videos/{video['id']}/captions")
+        client.delete(f"/v1/videos/{video['id']}")
+    assert_error(early, 409, "video_not_ready")
+    assert_error(blank, 422, "validation_error")
+    assert_error(captions, 409, "video_not_ready")
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_video_without_audio_is_accepted_and_captioned(service: Any, make_video: Any) -> None:
+    from tests.app.test_service_flow import finished, upload
+
+    with service.client() as client:
+        response = upload(client, make_video("h264_aac_mp4", duration=2, audio_codec=None))
+        assert response.status_code == 202, response.text
+        assert response.json()["video"]["media"]["has_audio"] is False
+        job = finished(client, response.json()["job"]["id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"]["caption"] is not None
+
+
+class _Files(BaseHTTPRequestHandler):
+    root: Path
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        path = self.root / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def file_server(make_video: Any) -> Iterator[str]:
+    clip = make_video("h264_aac_mp4", duration=2)
+    handler = type("Files", (_Files,), {"root": clip.parent})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/{clip.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_url_upload_is_fetched_and_captioned(service: Any, file_server: str) -> None:
+    from tests.app.test_service_flow import finished
+
+    with service.client() as client:
+        response = client.post("/v1/videos", json={"url": file_server, "segment_seconds": 1})
+        assert response.status_code == 202, response.text
+        job = finished(client, response.json()["job"]["id"])
+        missing = client.post("/v1/videos", json={"url": file_server + ".missing"})
+        ftp = client.post("/v1/videos", json={"url": "ftp://example.com/a.mp4"})
+    assert job["state"] == "succeeded"
+    assert len(job["result"]["segments"]) == 2
+    assert_error(missing, 422, "fetch_failed")
+    assert ftp.status_code == 422
+    assert ftp.json()["error"]["code"] in ("url_not_allowed", "validation_error")
+
+
+def test_queue_full_and_rate_limit_answer_429(make_service: Any, make_video: Any) -> None:
+    service = make_service(
+        workers=0, env={"VIDCAP_MAX_QUEUE_DEPTH": "1", "VIDCAP_RATE_LIMIT_PER_MINUTE": "3"}
+    )
+    clip = make_video("h264_aac_mp4", duration=1)
+    first = post_file(service, "a.mp4", clip)
+    full = post_file(service, "b.mp4", clip)
+    assert first.status_code == 202
+    assert_error(full, 429, "queue_full")
+    assert int(full.headers["retry-after"]) > 0
+    limited = post_file(service, "c.mp4", clip)  # the third POST this minute is still allowed
+    assert_error(limited, 429, "queue_full")
+    over = post_file(service, "d.mp4", clip)
+    assert_error(over, 429, "rate_limited")
+    assert 0 < int(over.headers["retry-after"]) <= 60
