@@ -27,8 +27,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 run: $(STAMP)
-	@echo "vidcap's service (API + worker + embedded Redis) arrives with the service issue."
-	@echo "Until then, try the media layer:  $(BIN)/vidcap probe FILE  |  $(BIN)/vidcap frames FILE --out DIR"
+	$(BIN)/vidcap run
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.decode
