@@ -92,3 +92,20 @@ def test_redis_restart_loses_no_queued_job_or_result(make_service: Any, make_vid
     assert again.status_code == 200
     assert again.json()["result"] == job["result"]
     assert video["status"] == "ready"
+
+
+def test_a_second_sigterm_puts_the_job_back_at_once(make_service: Any, make_video: Any) -> None:
+    service = make_service(workers=1)
+    worker = service.workers[0]
+    with service.client() as client:
+        job_id = upload(client, make_video("h264_aac_mp4", duration=20)).json()["job"]["id"]
+        running_worker_pid(service, job_id)
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(1.5)  # RQ ignores a second signal within 1 s of the first
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        queued = client.get(f"/v1/jobs/{job_id}").json()
+        assert (queued["state"], queued["attempts"]) == ("queued", 2), service.logs()
+        service.start_worker()
+        job = finished(client, job_id)
+    assert job["state"] == "succeeded"
