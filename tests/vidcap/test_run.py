@@ -87,3 +87,32 @@ def test_run_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "VIDCAP_API_KEYS" in result.stderr
     assert not (tmp_path / "redis").exists()  # refused before starting anything
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_run_leaves_no_process_behind_when_terminated_or_killed(
+    tmp_path: Path, how: signal.Signals
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VIDCAP_REDIS_URL")}
+    env.update(VIDCAP_DATA_DIR=str(tmp_path / "var"), VIDCAP_DEVICE="cpu", VIDCAP_API_KEYS="")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vidcap", "run", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, log)
+        family = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(how)
+        process.wait(60)
+        # SIGTERM: stopped in order; SIGKILL: the children are told by the kernel (PDEATHSIG).
+        _, alive = psutil.wait_procs(family, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
