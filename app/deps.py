@@ -15,7 +15,7 @@ from vidcap.config import Settings
 LOCAL_TENANT = "local"  # the tenant of a server run without API keys
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The app's services (built by the lifespan)."""
     services: Services = request.app.state.services
     return services
@@ -24,7 +24,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     """The app's settings."""
     return services.settings
 
@@ -32,16 +32,15 @@ def get_settings(services: ServicesDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_tenant(request: Request, services: ServicesDep) -> str:
-    """The tenant of the request's API key (``Authorization: Bearer KEY``).
+def tenant_of(authorization: str, tenants: dict[str, str]) -> str:
+    """The tenant of an ``Authorization: Bearer KEY`` header value.
 
     Raises:
         ApiError: 401 when keys are configured and the key is missing or unknown.
     """
-    tenants = request.app.state.tenants
     if not tenants:
         return LOCAL_TENANT
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise ApiError(
@@ -59,6 +58,11 @@ def get_tenant(request: Request, services: ServicesDep) -> str:
             ErrorCode.UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
     return found
+
+
+async def get_tenant(request: Request) -> str:
+    """The tenant of the request's API key (see :func:`tenant_of`)."""
+    return tenant_of(request.headers.get("authorization", ""), request.app.state.tenants)
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(jobs.PollFastPath)  # inside RequestIdMiddleware: polls get an id too
     app.add_middleware(RequestIdMiddleware)
     handlers: dict[Any, Any] = {
         ApiError: _api_error,
