@@ -32,6 +32,7 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.caption
+	$(BIN)/python -m bench.service
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache bench/out

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from models.media import Backend, Fit, MediaError, SampleMode, probe, sample_frames
 from vidcap import __version__
 from vidcap.config import get_settings
+
+if TYPE_CHECKING:
+    from vidcap.client import VidcapClient
 
 app = typer.Typer(
     name="vidcap",
@@ -177,6 +180,137 @@ def _timings(load_s: float, timer: Any) -> dict[str, float]:
     return {name: round(seconds, 4) for name, seconds in stages.items()}
 
 
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="VIDCAP_SERVER",
+        help="Use this vidcap server (e.g. http://127.0.0.1:8000) instead of a local model.",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="VIDCAP_API_KEY",
+        help="The server's API key (with --server).",
+        show_default=False,
+    ),
+]
+
+
+def _no_local_options(**given: object) -> None:
+    """Refuses options that only a local model uses, when --server is given."""
+    for name, value in given.items():
+        if value is not None:
+            raise typer.BadParameter(
+                "for a local model only: leave it out when using --server",
+                param_hint=f"--{name}",
+            )
+
+
+def _remote_fail(error: dict[str, Any], **context: Any) -> NoReturn:
+    _print_json({**context, "error": error})
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _follow(client: VidcapClient, job: dict[str, Any]) -> dict[str, Any]:
+    """Waits for a job with a progress bar (0-100, the stage as its description) on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=100,
+        desc=f"{job['state']:<11}",
+        file=sys.stderr,
+        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}]",
+    ) as bar:
+
+        def update(current: dict[str, Any]) -> None:
+            bar.set_description_str(f"{current.get('stage') or current['state']:<11}", False)
+            # Never backwards, even if the server reports a stage again.
+            bar.n = max(bar.n, min(100, int(current["percent"])))
+            bar.refresh()
+
+        try:
+            return client.wait(job["id"], on_update=update)
+        except KeyboardInterrupt:
+            bar.close()
+            sys.stderr.write(
+                f"interrupted: job {job['id']} goes on on the server "
+                f"(cancel it with POST /v1/jobs/{job['id']}/cancel)\n"
+            )
+            raise typer.Exit(130) from None
+
+
+def _remote_caption(file: Path, server: str, api_key: str | None, segments: float | None) -> None:
+    import time
+
+    from tqdm import tqdm
+
+    from vidcap.client import VidcapClient, VidcapError
+
+    if not file.is_file():
+        _remote_fail({"code": "file_not_found", "message": f"no such file: {file}"})
+    began = time.perf_counter()
+    try:
+        with VidcapClient(server, api_key) as client:
+            with tqdm(
+                total=file.stat().st_size,
+                desc="upload",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+            ) as bar:
+                created = client.upload(
+                    file,
+                    segment_seconds=segments,
+                    on_progress=lambda sent, _total: bar.update(sent - bar.n),
+                )
+            upload_s = time.perf_counter() - began
+            video_id = created["video"]["id"]
+            job = _follow(client, created["job"])
+    except VidcapError as e:
+        _remote_fail(e.to_dict())
+    except OSError as e:
+        _remote_fail({"code": "file_not_readable", "message": f"cannot read {file}: {e}"})
+    ids = {"video_id": video_id, "job_id": job["id"]}
+    if job["state"] != "succeeded":
+        _remote_fail(job.get("error") or {"code": job["state"], "message": "the job ended"}, **ids)
+    timings = {name: round(float(s), 4) for name, s in job["timings"].items()}
+    timings["upload"] = round(upload_s, 4)
+    timings["total"] = round(time.perf_counter() - began, 4)
+    _print_json(
+        {
+            **ids,
+            "caption": job["result"]["caption"],
+            "segments": job["result"]["segments"],
+            "timings_s": timings,
+        }
+    )
+
+
+def _remote_ask(video_id: str, question: str, server: str, api_key: str | None) -> None:
+    from vidcap.client import VidcapClient, VidcapError
+
+    try:
+        with VidcapClient(server, api_key) as client:
+            job = _follow(client, client.ask(video_id, question))
+    except VidcapError as e:
+        _remote_fail(e.to_dict())
+    ids = {"video_id": video_id, "job_id": job["id"]}
+    if job["state"] != "succeeded":
+        _remote_fail(job.get("error") or {"code": job["state"], "message": "the job ended"}, **ids)
+    _print_json(
+        {
+            **ids,
+            "question": job["result"].get("question", question),
+            "answer": job["result"]["answer"],
+            "timings_s": {name: round(float(s), 4) for name, s in job["timings"].items()},
+        }
+    )
+
+
 @app.command("caption")
 def caption_command(
     file: Annotated[Path, typer.Argument(help="A video file, or features saved by --save.")],
@@ -190,8 +324,19 @@ def caption_command(
         typer.Option("--save", help="Save the video's features here (.safetensors) for `ask`."),
     ] = None,
     device: DeviceOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Caption a video (and its segments) and print JSON with timings per stage."""
+    """Caption a video (and its segments) and print JSON with timings per stage.
+
+    With --server, the video is uploaded to that vidcap server (progress on stderr) and the
+    JSON holds its video_id and job_id, the caption and the segments.
+    """
+    if server:
+        _no_local_options(model=model, device=device, save=save)
+        _remote_caption(file, server, api_key, segments)
+        return
+
     from models.pipeline import StageTimer
 
     pipe, path, load_s = _load_pipeline(model, device)
@@ -220,24 +365,39 @@ def caption_command(
 @app.command("ask")
 def ask_command(
     file: Annotated[
-        Path, typer.Argument(help="A video file, or features saved by caption --save.")
+        str,
+        typer.Argument(
+            help="A video file, or features saved by caption --save; with --server, a video id.",
+            metavar="FILE_OR_VIDEO_ID",
+        ),
     ],
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     model: ModelOption = None,
     device: DeviceOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Answer a question about a video and print JSON with timings per stage."""
-    from models.pipeline import StageTimer
+    """Answer a question about a video and print JSON with timings per stage.
 
+    With --server, the first argument is the id of a video uploaded there (see `caption
+    --server`).
+    """
     if not question.strip():
         raise typer.BadParameter("the question is empty")
+    if server:
+        _no_local_options(model=model, device=device)
+        _remote_ask(file, question, server, api_key)
+        return
+
+    from models.pipeline import StageTimer
+
     pipe, path, load_s = _load_pipeline(model, device)
     timer = StageTimer()
-    features = _features(pipe, file, timer)
+    features = _features(pipe, Path(file), timer)
     answer = pipe.answer(features, question, timer=timer)
     _print_json(
         {
-            "file": str(file),
+            "file": str(Path(file)),
             "model": str(path),
             "question": question,
             "answer": answer,
@@ -342,6 +502,52 @@ def eval_command(
         path, data, split, out or path, limit=limit, device=device, ablations=ablations
     )
     sys.stdout.write(markdown_report(report) + "\n")
+
+
+# ---------------------------------------------------------------------- the service
+
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="Address to listen on (default: VIDCAP_HOST).")
+]
+PortOption = Annotated[
+    int | None, typer.Option("--port", help="Port (default: VIDCAP_PORT, 8000).", min=0)
+]
+
+
+@app.command("serve")
+def serve_command(host: HostOption = None, port: PortOption = None) -> None:
+    """Run the HTTP API (needs REDIS_URL; workers run separately: `vidcap worker`)."""
+    from vidcap import service
+
+    settings = get_settings()
+    service.configure_logging()
+    service.serve(settings, host or settings.host, settings.port if port is None else port)
+
+
+@app.command("worker")
+def worker_command(
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty.")] = False,
+) -> None:
+    """Run a worker: load the model once (VIDCAP_MODEL), then caption and answer queued jobs."""
+    from vidcap import service
+
+    service.configure_logging()
+    service.worker(get_settings(), burst=burst)
+
+
+@app.command("run")
+def run_command(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 1,
+) -> None:
+    """Run everything on this machine: Redis (unless REDIS_URL is set), workers and the API."""
+    from vidcap import service
+
+    settings = get_settings()
+    service.configure_logging()
+    port = settings.port if port is None else port
+    service.run(settings, host or settings.host, port, workers=workers)
 
 
 if __name__ == "__main__":

@@ -233,6 +233,8 @@ class Store:
                     if updated is None:
                         pipe.unwatch()
                         return current
+                    # Readers of the events channel drop messages older than what they have.
+                    updated["version"] = current.get("version", 0) + 1
                     pipe.multi()
                     self.put(key, updated, pipe)
                     if also is not None:

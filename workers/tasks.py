@@ -146,7 +146,9 @@ class Attempt:
         }[stage]
         if self.record.get("kind") == "question":
             percent = {Stage.FUSION: 10, Stage.GENERATING: 50}.get(stage, percent)
-        self.set_progress(stage, percent)
+        # The whole-video caption and then the segments each pass through fusion and
+        # generation: the bar never goes back.
+        self.set_progress(stage, max(percent, self.record.get("percent", 0)))
 
     def set_progress(self, stage: Stage, percent: float) -> None:
         """Writes stage and percent to the record and to RQ's job.meta (best effort)."""

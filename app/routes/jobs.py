@@ -147,7 +147,10 @@ async def changes(
                     quiet = 0.0
                     yield None
                 continue
-            record, quiet = json.loads(message["data"]), 0.0
+            update = json.loads(message["data"])
+            if update.get("version", 0) <= record.get("version", 0):
+                continue  # published before the record we already have
+            record, quiet = update, 0.0
             yield record
     finally:
         await pubsub.aclose()

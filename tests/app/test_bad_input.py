@@ -207,7 +207,7 @@ def test_video_without_audio_is_accepted_and_captioned(service: Any, make_video:
 class _Files(BaseHTTPRequestHandler):
     root: Path
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         path = self.root / self.path.lstrip("/")
         if not path.is_file():
             self.send_error(404)

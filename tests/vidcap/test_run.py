@@ -67,7 +67,7 @@ def test_run_serves_everything_and_one_ctrl_c_stops_it(tmp_path: Path, make_vide
         # 130: killed by SIGINT, as shells report a Ctrl-C; it stopped everything first.
         assert process.wait(60) in (0, 130), log.read_text()[-3000:]
         assert "stopped" in log.read_text()
-        gone, alive = psutil.wait_procs(family, timeout=10)
+        _, alive = psutil.wait_procs(family, timeout=10)
         assert not alive, [p.cmdline() for p in alive]
     finally:
         if process.poll() is None:
