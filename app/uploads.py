@@ -10,7 +10,6 @@ passes the limit, without reading the rest of the body.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import unicodedata
 import uuid
@@ -37,13 +36,12 @@ MAX_FILENAME_CHARS = 200
 BODY_OVERHEAD_BYTES = 1024 * 1024
 FILE_FIELD = "file"
 
-# Bytes gathered before one write: the event loop hands whole blocks to a writer thread, so
-# thread hand-offs stay rare (one per MiB) and a slow disk never stalls the loop.
-_BLOCK_BYTES = int(__import__("os").environ.get("VB", 1024 * 1024))
-_INLINE = 0
-_WRITE_BYTES = int(__import__("os").environ.get("WB", 256 * 1024))
-# Blocks queued to the writer thread before the event loop waits: bounds memory per upload.
-_BLOCKS_IN_FLIGHT = int(__import__("os").environ.get("DEPTH", 4))
+# Received bytes are written at once and hashed on a thread in blocks of this size: one
+# thread hand-off per MiB.
+_HASH_BLOCK_BYTES = 1024 * 1024
+# Blocks queued for hashing before the event loop waits for the thread: bounds what an upload
+# holds in memory (about 2 * 4 MiB) when hashing falls behind.
+_HASH_BLOCKS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -112,11 +110,10 @@ def decode_header_text(raw: bytes) -> str:
 
 
 class Spool:
-    """A temporary file being filled from a stream: size-capped, hashed, written off-loop.
+    """A temporary file being filled from a stream: size-capped, written as it comes, hashed.
 
-    Use: :meth:`add` each received piece (synchronous and cheap: it only queues it), then
-    ``await`` :meth:`maybe_flush`; at the end ``await`` :meth:`finish`. On any failure call
-    :meth:`discard`, which removes the file even while a block is still being written.
+    Use: :meth:`add` each received piece, then ``await`` :meth:`maybe_flush`; at the end
+    ``await`` :meth:`finish`. On any failure call :meth:`discard`, which removes the file.
 
     Args:
         dest_dir: Where the temporary file goes (created if missing); the same filesystem as
@@ -127,54 +124,57 @@ class Spool:
     def __init__(self, dest_dir: Path, max_bytes: int) -> None:
         dest_dir.mkdir(parents=True, exist_ok=True)
         self.path = dest_dir / f".upload-{uuid.uuid4().hex}.part"
-        # Unbuffered: blocks are already large, and a Python-level buffer would only copy.
-        self._file: BinaryIO = open(self.path, "xb", buffering=0)  # noqa: SIM115
+        # Default buffering: received chunks (asyncio reads up to 256 KiB) bypass the buffer
+        # and go straight to write(); the small pieces around the multipart framing do not.
+        self._file: BinaryIO = open(self.path, "xb")  # noqa: SIM115 (closed by finish/discard)
         self._hash = hashlib.sha256()
         self._max_bytes = max_bytes
+        # Pieces written but not hashed yet, and blocks of them being hashed on this spool's
+        # own thread, in order. Hashing costs about as much CPU as parsing and writing
+        # together; hashlib drops the GIL, so on a thread it overlaps the event loop's work.
         self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
-        # Joining, hashing and writing a block happen on this spool's own thread, in order
-        # (the hash must see blocks in sequence). Up to _BLOCKS_IN_FLIGHT blocks are queued
-        # there, so the event loop never waits on a thread that is waiting for the GIL.
-        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidcap-spool")
-        self._in_flight: deque[Future[None]] = deque()
-        # Blocks are copied into these reused buffers (one per block in flight) rather than
-        # joined into fresh bytes: a fresh 1 MiB allocation is fresh pages from the kernel,
-        # mapped and zeroed each time, which cost more than the copy.
+        self._hashing: deque[Future[None]] = deque()
+        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidcap-hash")
+        # A block is copied into one of these reused buffers (one per block in flight) and
+        # hashed in one call: hashing each piece would hand the GIL back and forth per piece,
+        # and joining into fresh bytes costs the kernel fresh pages for every block.
         self._buffers: list[bytearray] = []
         self._blocks = 0
         self.size = 0
 
     def add(self, data: bytes | memoryview) -> None:
-        """Queue received bytes (kept by reference: pass immutable data).
+        """Write received bytes now; hash them later (so pass immutable data).
 
         Raises:
-            ApiError: FILE_TOO_LARGE once the total passes ``max_bytes``.
+            ApiError: FILE_TOO_LARGE once the total passes ``max_bytes`` (nothing past the
+                limit is written).
+            OSError: The write failed (disk full).
         """
         n = len(data)
         self.size += n
         if self.size > self._max_bytes:
             raise too_large(self._max_bytes)
-        if _INLINE:
-            self._hash.update(data)
-            self._file.write(data)
-            return
+        # On the event loop, as a bare streaming endpoint does: a page-cache write of a
+        # received chunk is quick, and a thread hand-off per chunk would cost more than it
+        # saves (measured: this layout beat writing on the hashing thread).
+        self._file.write(data)
         self._pending.append(data)
         self._pending_bytes += n
 
     async def maybe_flush(self) -> None:
-        """Hand the queued bytes to the writer thread once a block's worth has gathered."""
-        if self._pending_bytes >= _BLOCK_BYTES:
-            await self._flush()
+        """Hand the queued bytes to the hashing thread once a block's worth has gathered."""
+        if self._pending_bytes >= _HASH_BLOCK_BYTES:
+            await self._hash_pending()
 
     async def finish(self) -> str:
-        """Write what is left and close the file.
+        """Hash what is left and close the file.
 
         Returns:
             The hex SHA-256 of everything added.
         """
-        await self._flush()
-        while self._in_flight:
+        await self._hash_pending()
+        while self._hashing:
             await self._wait_oldest()
         self._lane.shutdown(wait=False)
         self._file.close()
@@ -182,57 +182,48 @@ class Spool:
 
     def discard(self) -> None:
         """Delete the file; safe to call at any point, more than once, and while cancelled."""
-        self.path.unlink(missing_ok=True)
         self._pending.clear()
-        for future in self._in_flight:
-            future.cancel()  # blocks not started yet; one being written runs to its end
-        self._in_flight.clear()
-        # Closing under a running write would fail it, so the lane closes the file after
-        # (already unlinked: POSIX keeps the open inode until then). RuntimeError: the lane
-        # was shut down, as finish() does after closing the file itself.
-        with contextlib.suppress(RuntimeError):
-            self._lane.submit(self._file.close)
-        self._lane.shutdown(wait=False)
+        self._hashing.clear()
+        # The hashing thread never touches the file, so it can be closed at once; a block
+        # still being hashed ends harmlessly.
+        self._lane.shutdown(wait=False, cancel_futures=True)
+        self._file.close()
+        self.path.unlink(missing_ok=True)
 
-    async def _flush(self) -> None:
+    async def _hash_pending(self) -> None:
         if not self._pending:
             return
-        while len(self._in_flight) >= _BLOCKS_IN_FLIGHT:
+        # Bounds what an upload holds in memory when hashing falls behind.
+        while len(self._hashing) >= _HASH_BLOCKS_IN_FLIGHT:
             await self._wait_oldest()
         pieces, self._pending, self._pending_bytes = self._pending, [], 0
-        # The block _BLOCKS_IN_FLIGHT before this one is done (waited for above), so its
-        # buffer is free again.
-        slot = self._blocks % _BLOCKS_IN_FLIGHT
+        # The block _HASH_BLOCKS_IN_FLIGHT before this one is done (waited for above), so
+        # its buffer is free again.
+        slot = self._blocks % _HASH_BLOCKS_IN_FLIGHT
         self._blocks += 1
         if slot == len(self._buffers):
-            self._buffers.append(bytearray(_BLOCK_BYTES))
-        self._in_flight.append(self._lane.submit(self._write_block, pieces, slot))
+            self._buffers.append(bytearray(_HASH_BLOCK_BYTES))
+        self._hashing.append(self._lane.submit(self._hash_block, pieces, slot))
 
     async def _wait_oldest(self) -> None:
-        # shield: a cancelled caller must not cancel the thread's Future (its write may be
-        # running); discard() deals with what is still in flight.
-        await asyncio.shield(asyncio.wrap_future(self._in_flight[0]))
-        self._in_flight.popleft()
+        oldest = self._hashing[0]
+        if not oldest.done():
+            # shield: a cancelled caller must not cancel the thread's Future mid-block;
+            # discard() deals with what is still in flight.
+            await asyncio.shield(asyncio.wrap_future(oldest))
+        self._hashing.popleft()
+        oldest.result()
 
-    def _write_block(self, pieces: list[bytes | memoryview], slot: int) -> None:
+    def _hash_block(self, pieces: list[bytes | memoryview], slot: int) -> None:
         size = sum(len(piece) for piece in pieces)
-        if size > len(self._buffers[slot]):  # pieces overshoot a block by up to one chunk
+        if size > len(self._buffers[slot]):  # a block overshoots by up to one chunk
             self._buffers[slot] = bytearray(size)
         buffer = memoryview(self._buffers[slot])
         at = 0
         for piece in pieces:
             buffer[at : at + len(piece)] = piece
             at += len(piece)
-        # One hash update and one write: both drop the GIL, and each time this thread has to
-        # win it back from the busy event loop, so few, large calls.
-        view = buffer[:size]
-        self._hash.update(view)
-        while view:
-            # At most _WRITE_BYTES per call: on Linux 6.x ext4 (large page-cache folios) a
-            # single 1 MiB write is at times 4-8x slower than the same bytes in 256 KiB writes.
-            # A raw write may also be partial.
-            written = self._file.write(view[:_WRITE_BYTES])
-            view = view[written:]
+        self._hash.update(buffer[:size])
 
 
 def _validation(message: str) -> ApiError:

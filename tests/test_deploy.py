@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -114,11 +115,9 @@ def compose() -> Compose:
         binary = PLUGIN_DIR / "cli-plugins" / "docker-compose"
         if not (binary.is_file() and _works([str(binary)])):
             _fetch_compose(binary)
-        if shutil.which("docker"):
-            env["DOCKER_CONFIG"] = str(PLUGIN_DIR)  # docker finds cli-plugins/ there
-            cmd = ["docker", "compose"]
-        else:
-            cmd = [str(binary)]  # the plugin also runs on its own, as `docker-compose`
+        # The plugin runs on its own, as `docker-compose`. Not through the docker client: under
+        # heavy load a `docker compose` pair was once seen spinning at full CPU for minutes.
+        cmd = [str(binary)]
         version = subprocess.run(
             [*cmd, "version", "--short"], capture_output=True, text=True, env=env, timeout=30
         )
@@ -127,9 +126,21 @@ def compose() -> Compose:
     def run(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
         # --env-file /dev/null: a developer's .env next to the file must not change the result.
         full = [*cmd, "-f", str(COMPOSE_FILE), "--env-file", os.devnull, *args]
-        return subprocess.run(
-            full, capture_output=True, text=True, env={**env, **variables}, timeout=60
-        )
+        with subprocess.Popen(
+            full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, **variables},
+            start_new_session=True,
+        ) as process:
+            try:
+                out, err = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # the whole group, plugins included
+                process.communicate()
+                raise
+        return subprocess.CompletedProcess(full, process.returncode, out, err)
 
     return run
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from app.deps import AdmittedTenantDep, ServicesDep, TenantDep
 from app.errors import ApiError, ErrorCode, error_responses
+from app.fetch import fetch_url
 from app.schemas import (
     Captions,
     JobPublic,
@@ -164,8 +165,6 @@ async def _receive(request: Request, services: Services) -> tuple[Received, Vide
             create = VideoUrlCreate.model_validate(data)
         except ValidationError as e:
             raise ApiError(ErrorCode.VALIDATION_ERROR, _first_problem(e)) from None
-        from app.fetch import fetch_url
-
         received = await fetch_url(
             str(create.url),
             spool,
