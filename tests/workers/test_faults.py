@@ -18,6 +18,17 @@ pytestmark = pytest.mark.slow
 LOST_AFTER_S = 3  # heartbeat lease in these tests (the default is 15 s)
 
 
+def long_job(client: Any, make_video: Any) -> str:
+    """Uploads a video whose captioning takes several seconds; returns its job id.
+
+    40 s sampled at 10 frames a second: 400 frames through the backbones, in 34 windows.
+    """
+    video = make_video("h264_aac_mp4", duration=40, width=160, height=120)
+    response = upload(client, video, frames_per_second=10)
+    assert response.status_code == 202, response.text
+    return str(response.json()["job"]["id"])
+
+
 def running_worker_pid(service: Any, job_id: str, timeout: float = 60) -> int:
     """Waits until a worker runs the job; returns that worker's pid."""
     client = redis.Redis.from_url(service.redis.url, decode_responses=True)
@@ -38,7 +49,7 @@ def test_worker_killed_mid_job_is_retried_on_another_worker(
 ) -> None:
     service = make_service(workers=2, env={"VIDCAP_WORKER_LOST_AFTER_S": str(LOST_AFTER_S)})
     with service.client() as client:
-        job_id = upload(client, make_video("h264_aac_mp4", duration=12)).json()["job"]["id"]
+        job_id = long_job(client, make_video)
         pid = running_worker_pid(service, job_id)
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -57,7 +68,7 @@ def test_worker_killed_on_the_last_attempt_ends_worker_lost(
         env={"VIDCAP_WORKER_LOST_AFTER_S": str(LOST_AFTER_S), "VIDCAP_MAX_ATTEMPTS": "1"},
     )
     with service.client() as client:
-        job_id = upload(client, make_video("h264_aac_mp4", duration=12)).json()["job"]["id"]
+        job_id = long_job(client, make_video)
         os.kill(running_worker_pid(service, job_id), signal.SIGKILL)
         # No worker is left: the API's own reaper must end the job.
         job = finished(client, job_id, timeout=30)
@@ -69,7 +80,7 @@ def test_sigterm_lets_the_current_job_finish(make_service: Any, make_video: Any)
     service = make_service(workers=1)
     worker = service.workers[0]
     with service.client() as client:
-        job_id = upload(client, make_video("h264_aac_mp4", duration=8)).json()["job"]["id"]
+        job_id = long_job(client, make_video)
         running_worker_pid(service, job_id)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0
@@ -98,7 +109,7 @@ def test_a_second_sigterm_puts_the_job_back_at_once(make_service: Any, make_vide
     service = make_service(workers=1)
     worker = service.workers[0]
     with service.client() as client:
-        job_id = upload(client, make_video("h264_aac_mp4", duration=20)).json()["job"]["id"]
+        job_id = long_job(client, make_video)
         running_worker_pid(service, job_id)
         worker.send_signal(signal.SIGTERM)
         time.sleep(1.5)  # RQ ignores a second signal within 1 s of the first

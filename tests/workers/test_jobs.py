@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from app.janitor import sweep
-from tests.app.test_service_flow import finished, upload
-from tests.workers.test_faults import running_worker_pid
+from tests.app.test_service_flow import finished
+from tests.workers.test_faults import long_job, running_worker_pid
 from workers.store import Store, video_key
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def test_a_job_over_its_time_limit_fails_with_job_timeout(
         workers=1, env={"VIDCAP_JOB_TIMEOUT_BASE_S": "1", "VIDCAP_JOB_TIMEOUT_PER_VIDEO_S": "0"}
     )
     with service.client() as client:
-        job_id = upload(client, make_video("h264_aac_mp4", duration=20)).json()["job"]["id"]
+        job_id = long_job(client, make_video)
         job = finished(client, job_id)
         assert client.get("/readyz").status_code == 200  # the worker survived it
     assert job["state"] == "failed"
@@ -37,14 +37,13 @@ def test_cancel_a_running_job_stops_it_at_the_next_stage(
 ) -> None:
     service = make_service(workers=1)
     with service.client() as client:
-        body = upload(client, make_video("h264_aac_mp4", duration=20)).json()
-        job_id = body["job"]["id"]
+        job_id = long_job(client, make_video)
         running_worker_pid(service, job_id)
         response = client.post(f"/v1/jobs/{job_id}/cancel")
         assert response.status_code == 202
         assert response.json()["cancel_requested"] is True
         job = finished(client, job_id)
-        video = client.get(f"/v1/videos/{body['video']['id']}").json()
+        video = client.get(f"/v1/videos/{job['video_id']}").json()
     assert job["state"] == "canceled"
     assert job["error"]["code"] == "canceled"
     assert video["status"] == "canceled"
