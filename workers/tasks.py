@@ -225,6 +225,17 @@ class Attempt:
             retry(self.store, runtime.queue(), runtime.settings(), self.job_id, attempt)
             self.store.redis.delete(alive_key(self.job_id))
 
+    def video(self) -> dict[str, Any]:
+        """The job's video record.
+
+        Raises:
+            Canceled: The video was deleted.
+        """
+        video = self.store.video(self.record["video_id"])
+        if video is None:
+            raise Canceled()
+        return video
+
     @property
     def timings(self) -> dict[str, float]:
         """Seconds per client-visible stage so far (a live view of the timer)."""
@@ -309,18 +320,13 @@ def caption_video(job_id: str) -> None:
     with attempt(job_id) as job:
         if job is None:
             return
-        store, settings, pipe = runtime.store(), runtime.settings(), runtime.pipeline()
-        video = store.video(job.record["video_id"])
-        if video is None:
-            raise Canceled()
+        settings, pipe, video = runtime.settings(), runtime.pipeline(), job.video()
         options, media = video["options"], video["media"]
-        timer = job.timer
-        frames = pipe.sample_count(
-            media["duration_s"],
-            media["frame_count"],
-            options.get("frames_per_second"),
-            options.get("max_frames"),
-        )
+        sampling = {
+            "frames_per_second": options.get("frames_per_second"),
+            "max_total_frames": options.get("max_frames"),
+        }
+        frames = pipe.sample_count(media["duration_s"], media["frame_count"], **sampling)
         job.windows = math.ceil(frames / pipe.config.max_frames)
         cached = features_path(settings.data_dir, video)
         features = None
@@ -329,17 +335,13 @@ def caption_video(job_id: str) -> None:
                 features = VideoFeatures.load(cached)
                 pipe.check_features(features)
         if features is None:
-            features = pipe.extract(
-                settings.data_dir / video["dir"] / video["file"],
-                timer=timer,
-                frames_per_second=options.get("frames_per_second"),
-                max_total_frames=options.get("max_frames"),
-            )
+            source = settings.data_dir / video["dir"] / video["file"]
+            features = pipe.extract(source, timer=job.timer, **sampling)
             if not cached.parent.is_dir():
                 raise Canceled()  # the video was deleted meanwhile
             features.save(cached)
-        caption = pipe.caption(features, timer=timer)
-        segments = pipe.caption_segments(features, options["segment_seconds"], timer=timer)
+        caption = pipe.caption(features, timer=job.timer)
+        segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
         job.finish(
             JobState.SUCCEEDED,
             timings=job.timings,
@@ -360,15 +362,11 @@ def answer_question(job_id: str) -> None:
     with attempt(job_id) as job:
         if job is None:
             return
-        store, settings, pipe = runtime.store(), runtime.settings(), runtime.pipeline()
-        video = store.video(job.record["video_id"])
-        if video is None:
-            raise Canceled()
-        timer = job.timer
-        features = VideoFeatures.load(features_path(settings.data_dir, video))
-        answer = pipe.answer(features, job.record["question"], timer=timer)
+        features = VideoFeatures.load(features_path(runtime.settings().data_dir, job.video()))
+        question = job.record["question"]
+        answer = runtime.pipeline().answer(features, question, timer=job.timer)
         job.finish(
             JobState.SUCCEEDED,
             timings=job.timings,
-            result={"question": job.record["question"], "answer": answer},
+            result={"question": question, "answer": answer},
         )

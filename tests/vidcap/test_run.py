@@ -40,7 +40,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise TimeoutError(log.read_text()[-3000:])
 
 
-def test_run_serves_everything_and_one_ctrl_c_stops_it(tmp_path: Path, make_video: Any) -> None:
+def start_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """Starts ``vidcap run`` (embedded Redis, no keys) and waits until it is ready."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VIDCAP_REDIS_URL")}
     env.update(VIDCAP_DATA_DIR=str(tmp_path / "var"), VIDCAP_DEVICE="cpu", VIDCAP_API_KEYS="")
@@ -55,6 +56,16 @@ def test_run_serves_everything_and_one_ctrl_c_stops_it(tmp_path: Path, make_vide
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, log)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, url, log
+
+
+def test_run_serves_everything_and_one_ctrl_c_stops_it(tmp_path: Path, make_video: Any) -> None:
+    process, url, log = start_run(tmp_path)
+    try:
         family = psutil.Process(process.pid).children(recursive=True)
         names = {p.name() for p in family}
         assert any("redis" in n for n in names), names  # the embedded Redis
@@ -93,19 +104,8 @@ def test_run_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
 def test_run_leaves_no_process_behind_when_terminated_or_killed(
     tmp_path: Path, how: signal.Signals
 ) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VIDCAP_REDIS_URL")}
-    env.update(VIDCAP_DATA_DIR=str(tmp_path / "var"), VIDCAP_DEVICE="cpu", VIDCAP_API_KEYS="")
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vidcap", "run", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+    process, _, _ = start_run(tmp_path)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
         family = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(how)
         process.wait(60)
