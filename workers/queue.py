@@ -17,6 +17,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from vidcap.config import Settings
+from workers.metrics import Metrics
 from workers.store import (
     RUNNING_KEY,
     JobState,
@@ -159,13 +160,15 @@ def reap(store: Store, queue: Queue, settings: Settings) -> list[str]:
             retry(store, queue, settings, job_id, record["attempts"])
         else:
             log.warning("job %s: worker lost on attempt %d, giving up", job_id, record["attempts"])
-            fail(
+            ended = fail(
                 store,
                 job_id,
                 "worker_lost",
                 f"the worker running this job stopped {record['attempts']} time(s); "
                 "the job was not retried again",
             )
+            if ended is not None:
+                Metrics(store.redis).job_finished(record["kind"], "failed", None, "worker_lost")
     return handled
 
 

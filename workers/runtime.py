@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRESENCE_TTL_S = 30
-PRESENCE_EVERY_S = 10
+PRESENCE_TTL_S = 15
+PRESENCE_EVERY_S = 5
 REAP_EVERY_S = 5
 
 # What the job functions use, set once per process by start().

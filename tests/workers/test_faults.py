@@ -72,8 +72,10 @@ def test_worker_killed_on_the_last_attempt_ends_worker_lost(
         os.kill(running_worker_pid(service, job_id), signal.SIGKILL)
         # No worker is left: the API's own reaper must end the job.
         job = finished(client, job_id, timeout=30)
+        metrics = client.get("/metrics").text
     assert job["state"] == "failed"
     assert job["error"]["code"] == "worker_lost"
+    assert 'vidcap_job_failures_total{kind="caption",code="worker_lost"} 1' in metrics
 
 
 def test_sigterm_lets_the_current_job_finish(make_service: Any, make_video: Any) -> None:
