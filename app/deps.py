@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from app.errors import ApiError, ErrorCode
 from app.services import Services
 from vidcap.config import Settings
 
 LOCAL_TENANT = "local"  # the tenant of a server run without API keys
+# Signed links (a <video src> or <track src> cannot send a key) last at least this long.
+LINK_TTL_S = 12 * 3600
+LINK_STEP_S = 3600  # expiries are rounded up to this, so a link is the same for an hour
 
 
 async def get_services(request: Request) -> Services:
@@ -103,3 +107,75 @@ async def admit(services: ServicesDep, tenant: TenantDep) -> str:
 
 
 AdmittedTenantDep = Annotated[str, Depends(admit)]
+
+
+# ---------------------------------------------------------------------------- signed links
+
+
+def link_signature(key: bytes, video_id: str, tenant: str, expires: int) -> str:
+    """HMAC-SHA256 (hex) of ``"{video_id}:{tenant}:{expires}"``: a link's ``sig``."""
+    message = f"{video_id}:{tenant}:{expires}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def link_query(key: bytes, video_id: str, tenant: str, now: float | None = None) -> str:
+    """``expires=...&sig=...`` for a link to the video's media and captions.
+
+    The expiry is at least LINK_TTL_S away, rounded up to the hour, so the link stays the same
+    (and cacheable) for an hour.
+    """
+    now = time.time() if now is None else now
+    expires = (int(now + LINK_TTL_S) // LINK_STEP_S + 1) * LINK_STEP_S
+    return f"expires={expires}&sig={link_signature(key, video_id, tenant, expires)}"
+
+
+def signed_tenant(
+    key: bytes, tenants: dict[str, str], video_id: str, expires: str, sig: str
+) -> str | None:
+    """The tenant a valid, unexpired link signature was made for, else None."""
+    if not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
+        return None
+    found = None
+    for tenant in sorted(set(tenants.values())):  # every tenant, in constant time each
+        expected = link_signature(key, video_id, tenant, int(expires))
+        if hmac.compare_digest(expected.encode(), sig.lower().encode()):
+            found = tenant
+    return found
+
+
+async def get_reader(
+    request: Request,
+    video_id: str,
+    expires: Annotated[
+        str | None, Query(max_length=20, description="Signed link: expiry (Unix time).")
+    ] = None,
+    sig: Annotated[
+        str | None, Query(max_length=128, description="Signed link: signature (hex).")
+    ] = None,
+) -> str:
+    """The tenant reading a video's media or captions: a Bearer key, or a signed link.
+
+    A ``<video src>`` or ``<track src>`` cannot send ``Authorization``, so these routes also
+    take the ``expires`` and ``sig`` of the video's ``media_url`` / ``captions_url``. A link
+    grants reading that one video only; the route still checks that the tenant owns it.
+
+    Raises:
+        ApiError: 401 without a key, with an unknown key, or with a bad or expired link.
+    """
+    state = request.app.state
+    authorization = request.headers.get("authorization")
+    if not state.tenants or authorization is not None or expires is None or sig is None:
+        return tenant_of(authorization or "", state.tenants)
+    key = state.services.settings.url_signing_key()
+    tenant = signed_tenant(key, state.tenants, video_id, expires, sig)
+    if tenant is None:
+        raise ApiError(
+            ErrorCode.UNAUTHORIZED,
+            "this link is expired or not valid: get a fresh one from GET /v1/videos/{id}, "
+            "or send your API key as `Authorization: Bearer KEY`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return tenant
+
+
+ReaderDep = Annotated[str, Depends(get_reader)]

@@ -131,10 +131,30 @@ class VideoPublic(BaseModel):
     caption: str | None = None
     segments: list[Segment] | None = None
     error: JobError | None = None
+    playable: bool = Field(
+        description="Whether browsers can play `media_url`: the upload plays as it is, or the "
+        "worker has made an H.264/AAC mp4 preview of it."
+    )
+    media_url: str = Field(
+        description="The video's bytes for a `<video src>` (Range requests work): the browser "
+        "preview when there is one, else the upload. Signed: works without a key, for at "
+        "least 12 h."
+    )
+    captions_url: str = Field(
+        description="The captions as WebVTT for a `<track src>`; signed like `media_url`."
+    )
 
     @classmethod
-    def of(cls, video: dict[str, Any], job: dict[str, Any] | None) -> VideoPublic:
-        """The public view of a video record and its caption job's record."""
+    def of(
+        cls,
+        video: dict[str, Any],
+        job: dict[str, Any] | None,
+        *,
+        media_url: str,
+        captions_url: str,
+        playable: bool,
+    ) -> VideoPublic:
+        """The public view of a video record and its caption job's record (and its links)."""
         state = JobState(job["state"]) if job else JobState.FAILED
         result = (job or {}).get("result") or {}
         error = (job or {}).get("error")
@@ -148,6 +168,9 @@ class VideoPublic(BaseModel):
                 "caption": result.get("caption"),
                 "segments": result.get("segments"),
                 "error": error,
+                "playable": playable,
+                "media_url": media_url,
+                "captions_url": captions_url,
             }
         )
 

@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from models import DEFAULT_MODEL_DIR
 from models.media import Backend, MediaLimits
 
+URL_SECRET_LABEL = "vidcap signed media links v1"
+
 # Comma-separated lists in the environment: VIDCAP_MEDIA_CONTAINERS=mov,matroska
 CsvList = Annotated[tuple[str, ...], NoDecode]
 
@@ -55,6 +57,9 @@ class Settings(BaseSettings):
     # "key:tenant,key2:tenant2" (a key without ":tenant" is its own tenant). Empty: no keys,
     # which `vidcap serve` allows on a loopback address only.
     api_keys: SecretStr = SecretStr("")
+    # Signs the media and caption links of GET /v1/videos (a <video> cannot send a key).
+    # Empty: derived from the API keys, so API processes with the same keys agree.
+    url_secret: SecretStr = SecretStr("")
     max_upload_mb: float = Field(default=2048.0, gt=0)
     default_segment_s: float = Field(default=5.0, gt=0)
     max_question_chars: int = Field(default=500, gt=0)
@@ -123,6 +128,18 @@ class Settings(BaseSettings):
     def tenants(self) -> dict[str, str]:
         """API key -> tenant name (empty when the API runs without keys)."""
         return parse_api_keys(self.api_keys.get_secret_value())
+
+    def url_signing_key(self) -> bytes:
+        """The HMAC key of signed media links: ``url_secret``, else derived from the API keys.
+
+        The derivation hashes a fixed label and the sorted keys, so every API process started
+        with the same keys signs alike, and a change of keys voids the links given out.
+        """
+        explicit = self.url_secret.get_secret_value()
+        if explicit:
+            return explicit.encode()
+        keys = sorted(self.tenants())
+        return hashlib.sha256("\n".join([URL_SECRET_LABEL, *keys]).encode()).digest()
 
     def media_limits(self) -> MediaLimits:
         """The media layer's limits from these settings."""

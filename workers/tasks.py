@@ -20,6 +20,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from models.media import MediaError
+from models.media.preview import PREVIEW_NAME, needs_preview, write_preview
 from workers import runtime
 from workers.queue import retry, rq_job_id
 from workers.store import (
@@ -43,6 +44,7 @@ STAGES = {
     "fusion": Stage.FUSION,
     "generate": Stage.GENERATING,
 }
+PREVIEW = "preview"  # the browser preview's entry in a caption job's timings
 # Share of the percent bar each part of a caption job gets: decoding and features run window
 # by window (up to FEATURES_END), then fusion and generation.
 FEATURES_END, FUSION_END = 75, 85
@@ -239,7 +241,11 @@ class Attempt:
     @property
     def timings(self) -> dict[str, float]:
         """Seconds per client-visible stage so far (a live view of the timer)."""
-        return {STAGES[k].value: v for k, v in self.timer.seconds.items() if k in STAGES}
+        seconds = self.timer.seconds
+        timings = {STAGES[k].value: v for k, v in seconds.items() if k in STAGES}
+        if PREVIEW in seconds:
+            timings[PREVIEW] = seconds[PREVIEW]
+        return timings
 
     def stop(self) -> None:
         """Stops the heartbeat."""
@@ -340,6 +346,7 @@ def caption_video(job_id: str) -> None:
             if not cached.parent.is_dir():
                 raise Canceled()  # the video was deleted meanwhile
             features.save(cached)
+        make_preview(job, settings.data_dir / video["dir"], video)
         caption = pipe.caption(features, timer=job.timer)
         segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
         job.finish(
@@ -353,6 +360,25 @@ def caption_video(job_id: str) -> None:
                 ],
             },
         )
+
+
+def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:
+    """Writes ``preview.mp4`` (H.264/AAC) beside a video browsers cannot play as uploaded.
+
+    Best effort: a failure is logged and the caption goes on without a preview (the API then
+    serves the upload itself). The transcode runs in the media sandbox, bounded by the decode
+    timeout, and is timed as the job's ``preview`` stage.
+    """
+    dest = folder / PREVIEW_NAME
+    if not needs_preview(video["media"]) or dest.is_file():  # is_file: an earlier attempt
+        return
+    with job.timer.stage(PREVIEW):  # also checks for a cancel first
+        try:
+            write_preview(folder / video["file"], dest, limits=runtime.settings().media_limits())
+        except JobTimeoutException:
+            raise
+        except Exception as e:  # the caption matters more than the preview
+            log.warning("job %s: no browser preview for %s: %s", job.job_id, video["id"], e)
 
 
 def answer_question(job_id: str) -> None:

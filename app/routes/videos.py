@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
-from app.deps import AdmittedTenantDep, ServicesDep, TenantDep
+from app.deps import AdmittedTenantDep, ReaderDep, ServicesDep, TenantDep, link_query
 from app.errors import ApiError, ErrorCode, error_responses
 from app.fetch import fetch_url
 from app.schemas import (
@@ -33,6 +33,8 @@ from app.services import Services
 from app.subtitles import to_srt, to_vtt
 from app.uploads import Received, receive_multipart
 from models.media import MediaError, MediaErrorCode, probe
+from models.media.preview import PREVIEW_CONTENT_TYPE, PREVIEW_NAME, needs_preview
+from vidcap.config import Settings
 from workers.queue import create_job, rq_job_id
 from workers.store import (
     IDEMPOTENCY_TTL_S,
@@ -120,10 +122,31 @@ async def _public(services: Services, videos: list[dict[str, Any]]) -> list[Vide
         list[str | None],
         await services.redis.mget([job_key(v["caption_job_id"]) for v in videos]),
     )
-    return [
-        VideoPublic.of(v, None if raw is None else json.loads(raw))
-        for v, raw in zip(videos, raws, strict=True)
-    ]
+    jobs = [None if raw is None else json.loads(raw) for raw in raws]
+    return await asyncio.to_thread(_views, services.settings, list(zip(videos, jobs, strict=True)))
+
+
+def _views(
+    settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any] | None]]
+) -> list[VideoPublic]:
+    """Public views of (video, caption job) records, with their links (in a thread: stats)."""
+    key = settings.url_signing_key() if settings.tenants() else None
+    views = []
+    for video, job in pairs:
+        base = f"/v1/videos/{video['id']}"
+        # Without API keys there is nothing to sign: the plain paths work.
+        query = "" if key is None else link_query(key, video["id"], video["tenant"])
+        views.append(
+            VideoPublic.of(
+                video,
+                job,
+                media_url=f"{base}/media" + (f"?{query}" if query else ""),
+                captions_url=f"{base}/captions?format=vtt" + (f"&{query}" if query else ""),
+                playable=not needs_preview(video["media"])
+                or (settings.data_dir / video["dir"] / PREVIEW_NAME).is_file(),
+            )
+        )
+    return views
 
 
 def _options(fields: dict[str, str]) -> VideoOptions:
@@ -265,8 +288,11 @@ def _existing(
     return video, job
 
 
-def _created(video: dict[str, Any], job: dict[str, Any], new: bool) -> JSONResponse:
-    body = VideoCreated(video=VideoPublic.of(video, job), job=JobPublic.of(job))
+async def _created(
+    services: Services, video: dict[str, Any], job: dict[str, Any], new: bool
+) -> JSONResponse:
+    (view,) = await asyncio.to_thread(_views, services.settings, [(video, job)])
+    body = VideoCreated(video=view, job=JobPublic.of(job))
     return JSONResponse(
         body.model_dump(mode="json"),
         status_code=202 if new else 200,
@@ -309,7 +335,7 @@ async def create_video(
         idempotency = idempotency_key(tenant, idempotency_key_header)
         existing = await asyncio.to_thread(_existing, services, tenant, idempotency)
         if existing is not None:
-            return _created(*existing, False)
+            return await _created(services, *existing, False)
     received, options = await _receive(request, services)
     try:
         limits = services.settings.media_limits()
@@ -327,7 +353,7 @@ async def create_video(
         raise ApiError.from_media(e) from None
     finally:
         received.path.unlink(missing_ok=True)  # moved into place, or refused
-    return _created(video, job, new)
+    return await _created(services, video, job, new)
 
 
 @router.get("", response_model=VideoPage, responses=error_responses(ErrorCode.UNAUTHORIZED))
@@ -441,10 +467,14 @@ CAPTION_TYPES = {
 async def get_captions(
     video_id: str,
     services: ServicesDep,
-    tenant: TenantDep,
+    tenant: ReaderDep,
     format: Annotated[str, Query(pattern="^(json|vtt|srt)$")] = "json",
 ) -> Response:
-    """The caption of the whole video and its timestamped segments: JSON, WebVTT or SRT."""
+    """The caption of the whole video and its timestamped segments: JSON, WebVTT or SRT.
+
+    Takes the API key, or the `expires` and `sig` of the video's signed `captions_url` (for a
+    `<track src>`, which cannot send a key).
+    """
     video = await load_video(services, tenant, video_id)
     result = (await _ready(services, video))["result"]
     if format == "json":
@@ -461,6 +491,62 @@ async def get_captions(
         media_type=CAPTION_TYPES[format],
         headers={"Content-Disposition": f'inline; filename="{_ascii(stem)}.{format}"'},
     )
+
+
+# Content types of the uploads, by MediaInfo.container. A .mov is ISO media like an mp4 and is
+# served as video/mp4: Firefox refuses to play anything labelled video/quicktime.
+MEDIA_TYPES = {
+    "mp4": "video/mp4",
+    "mov": "video/mp4",
+    "webm": "video/webm",
+    "mkv": "video/x-matroska",
+    "avi": "video/x-msvideo",
+    "mpegts": "video/mp2t",
+    "mpeg": "video/mpeg",
+    "flv": "video/x-flv",
+    "ogg": "video/ogg",
+}
+
+
+def _media_file(settings: Settings, video: dict[str, Any]) -> tuple[Path, str]:
+    """The file to play (the browser preview when there is one) and its content type."""
+    folder = settings.data_dir / video["dir"]
+    preview = folder / PREVIEW_NAME
+    if preview.is_file():
+        return preview, PREVIEW_CONTENT_TYPE
+    source = folder / video["file"]
+    if not source.is_file():
+        raise ApiError(MediaErrorCode.FILE_NOT_FOUND, "the video's file is no longer stored")
+    return source, MEDIA_TYPES.get(video["media"]["container"], "application/octet-stream")
+
+
+@router.get(
+    "/{video_id}/media",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in {*MEDIA_TYPES.values()}
+            },
+            "description": "The whole file (`Accept-Ranges: bytes`).",
+        },
+        206: {"description": "The byte range asked for with `Range` (`Content-Range`)."},
+        416: {"description": "The range lies outside the file (plain text)."},
+        **error_responses(ErrorCode.UNAUTHORIZED, ErrorCode.VIDEO_NOT_FOUND),
+    },
+)
+async def get_media(video_id: str, services: ServicesDep, tenant: ReaderDep) -> FileResponse:
+    """The video's bytes for a `<video>` element, with `Range` requests (seeking).
+
+    Serves the H.264/AAC mp4 preview the worker makes of files browsers cannot play (see
+    `playable`), else the upload itself. Takes the API key, or the `expires` and `sig` of the
+    video's signed `media_url` (a `<video src>` cannot send a key).
+    """
+    video = await load_video(services, tenant, video_id)
+    path, media_type = await asyncio.to_thread(_media_file, services.settings, video)
+    # no-cache: the same link serves the preview once the worker has made it.
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-cache"})
 
 
 def _ascii(name: str) -> str:
