@@ -1,0 +1,262 @@
+"""The web page at ``/``, in a real browser, against a real API, worker and redis-server.
+
+The browser is Debian's ``chromium-headless-shell`` (``.ci/run`` installs it) driven by
+Playwright, which never downloads a browser here. Screenshots of the page's main states are
+written to ``test-artifacts/page/`` (git-ignored) for people to look at.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEYS
+
+CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "page"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason=f"no browser at {CHROMIUM}: apt-get install chromium-headless-shell libatomic1 "
+        "(.ci/run does)",
+    ),
+]
+
+# Chromium logs every HTTP error status as a console error. These are the page's own,
+# expected ones: the 401 that tells it a key is needed (and the wrong key typed on purpose),
+# the 415 of the text file uploaded on purpose and the 422 of the link to no video.
+EXPECTED_CONSOLE = re.compile(
+    r"Failed to load resource: the server responded with a status of (401|415|422) "
+)
+
+
+@pytest.fixture
+def browser_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, TMPDIR and XDG_RUNTIME_DIR of the browser and Playwright's driver: a scratch dir."""
+    home = tmp_path / "browser-home"
+    home.mkdir()
+    for name in ("HOME", "TMPDIR", "XDG_RUNTIME_DIR"):
+        monkeypatch.setenv(name, str(home))
+    return home
+
+
+@pytest.fixture
+def page_of(browser_home: Path) -> Iterator[Any]:
+    """A function making a Playwright page (1280x900) that records console errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+
+            def make() -> Any:
+                context = browser.new_context(
+                    viewport={"width": 1280, "height": 900}, accept_downloads=True
+                )
+                page = context.new_page()
+                page.errors = []  # type: ignore[attr-defined]
+                page.on(
+                    "console",
+                    lambda m: m.type == "error" and page.errors.append(f"console: {m.text}"),
+                )
+                page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
+                page.set_default_timeout(20_000)
+                return page
+
+            yield make
+        finally:
+            browser.close()
+
+
+def shot(page: Any, name: str, full_page: bool = False) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def test_page_uploads_plays_captions_answers_and_deletes(
+    make_service: Any, make_video: Any, page_of: Any
+) -> None:
+    # No worker yet: the upload stays queued long enough to be seen, then one is started.
+    service = make_service(workers=0)
+    page = page_of()
+    page.goto(service.url + "/")
+
+    # --- the server needs a key: a wrong one is refused, alice's is kept --------------------
+    key_input = page.get_by_label("API key", exact=True)
+    key_input.wait_for()
+    assert page.locator("#app").is_hidden()
+    key_input.fill("not-a-key")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_text("That key was not accepted").wait_for()
+    shot(page, "1-key-entry")
+    key_input.fill(API_KEYS["alice"])
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_text("No videos yet").wait_for()
+    assert page.evaluate("localStorage.getItem('vidcap.apiKey')") == API_KEYS["alice"]
+
+    # --- upload (throttled, to see the bar move), then the queued and running job ------------
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    throttle = {"offline": False, "latency": 0, "downloadThroughput": -1}
+    cdp.send("Network.emulateNetworkConditions", {**throttle, "uploadThroughput": 20_000})
+    page.get_by_label("Segment length").fill("2")
+    video_file = make_video("h264_aac_mp4", duration=4)
+    page.locator("#file-input").set_input_files(str(video_file))
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#upload-progress');"
+        " return !p.closest('[hidden]') && p.value > 5 && p.value < 95; }"
+    )
+    shot(page, "2-uploading")
+    page.get_by_text("Waiting for a worker").wait_for()
+    cdp.send("Network.emulateNetworkConditions", {**throttle, "uploadThroughput": -1})
+    assert page.locator("#video-title").inner_text() == video_file.name
+    shot(page, "3-processing")
+    service.start_worker()
+
+    # --- done: caption, segments, a subtitle track in 'showing' mode, seeking ----------------
+    page.locator("#caption").wait_for(timeout=60_000)
+    with service.client() as client:
+        (video,) = client.get("/v1/videos").json()["videos"]
+    assert video["status"] == "ready"
+    segments = video["segments"]
+    assert [(s["start"], s["end"]) for s in segments] == [(0.0, 2.0), (2.0, 4.0)]
+    assert page.locator("#caption").text_content() == video["caption"]
+    buttons = page.locator("#segments button")
+    assert buttons.count() == len(segments)
+    page.wait_for_function(
+        "n => { const t = document.querySelector('#player').textTracks[0];"
+        " return t && t.mode === 'showing' && t.cues && t.cues.length === n; }",
+        arg=len(segments),
+    )
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+    buttons.nth(1).click()
+    page.wait_for_function(
+        "s => Math.abs(document.querySelector('#player').currentTime - s) < 0.1",
+        arg=segments[1]["start"],
+    )
+    assert buttons.nth(1).get_attribute("aria-current") == "true"
+    buttons.nth(0).focus()  # keyboard: Enter on a segment seeks too
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('#player').currentTime < 0.1")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player');"
+        " return v.textTracks[0].activeCues.length === 1 && !v.seeking && v.readyState >= 2; }"
+    )
+    shot(page, "4-captions")
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_timeout(300)  # the drop zone's colour transition
+    shot(page, "4-captions-dark")
+    page.emulate_media(color_scheme="light")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download captions (VTT)").click()
+    assert download.value.suggested_filename == video_file.stem + ".vtt"
+    assert Path(download.value.path()).read_text().startswith("WEBVTT")
+
+    # --- a question: pending, then answered; the history survives a reload -------------------
+    page.get_by_label("Your question").fill("what colour is the shape?")
+    page.get_by_role("button", name="Ask").click()
+    answer = page.locator("#qa-list .a").first
+    page.wait_for_function(
+        "() => { const a = document.querySelector('#qa-list .a');"
+        " return a && !a.classList.contains('pending') && a.textContent.trim(); }",
+        timeout=30_000,
+    )
+    with service.client() as client:
+        (asked,) = client.get(f"/v1/videos/{video['id']}/questions").json()["questions"]
+    assert asked["state"] == "succeeded"
+    assert answer.text_content() == asked["result"]["answer"]
+    shot(page, "5-question")
+
+    page.reload()  # the key is remembered; reopening the video shows the history
+    page.locator("#videos .video-open", has_text=video_file.name).click()
+    page.locator("#qa-list .q").get_by_text("what colour is the shape?").wait_for()
+    assert page.locator("#qa-list .a").text_content() == asked["result"]["answer"]
+
+    # --- a file that is not a video: a sentence for people, not a code ----------------------
+    page.locator("#file-input").set_input_files(str(make_video("text")))
+    error = page.locator("#upload-error")
+    error.get_by_text("This file is not a video.").wait_for()
+    assert "not_a_video" in error.inner_text()  # the code and request id, small, beneath
+    page.locator("#upload-panel").scroll_into_view_if_needed()
+    shot(page, "6-error")
+    page.get_by_label("Or paste a link to a video file").fill(service.url + "/no-such.mp4")
+    page.get_by_role("button", name="Fetch").click()
+    error.get_by_text("could not download the video from that link").wait_for()
+    assert "fetch_failed" in error.inner_text()
+
+    # --- a phone: one column, nothing wider than the screen ---------------------------------
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player');"
+        " return v.readyState >= 2 && !v.seeking && v.textTracks[0].activeCues.length; }"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "7-phone", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # --- delete, with a confirmation --------------------------------------------------------
+    page.get_by_role("button", name=f"Delete {video_file.name}").click()
+    dialog = page.get_by_role("dialog", name="Delete this video?")
+    dialog.get_by_role("button", name="Keep it").wait_for()
+    shot(page, "8-confirm-delete")
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_text(f"Deleted “{video_file.name}”").wait_for()
+    assert page.locator("#video-panel").is_hidden()
+    page.get_by_text("No videos yet").wait_for()
+    with service.client() as client:
+        assert client.get("/v1/videos").json()["videos"] == []
+
+    # --- forget the key ---------------------------------------------------------------------
+    page.get_by_role("button", name="Forget key").click()
+    page.get_by_label("API key", exact=True).wait_for()
+    assert page.evaluate("localStorage.getItem('vidcap.apiKey')") is None
+
+    unexpected = [e for e in page.errors if not EXPECTED_CONSOLE.search(e)]
+    assert not unexpected, unexpected
+
+
+def test_without_keys_the_page_opens_at_once_and_loads_nothing_from_elsewhere(
+    make_service: Any, page_of: Any
+) -> None:
+    service = make_service(workers=0, env={"VIDCAP_API_KEYS": ""})  # local mode: no keys
+    page = page_of()
+    page.goto(service.url + "/")
+    page.get_by_text("No videos yet").wait_for()
+    assert page.locator("#key-panel").is_hidden()
+    assert page.get_by_role("button", name="Forget key").is_hidden()
+    assert page.errors == []
+
+    with httpx.Client(base_url=service.url) as client:
+        html = client.get("/")
+        script = client.get("/static/app.js")
+        missing = client.get("/static/nope.js")
+        docs = client.get("/docs")
+    assert html.headers["content-type"].startswith("text/html")
+    policy = html.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
+    for src in re.findall(r'(?:src|href)="([^"#]+)"', html.text):
+        assert src.startswith("/static/"), src  # nothing from elsewhere: it runs offline
+    assert "javascript" in script.headers["content-type"]
+    assert script.headers["cache-control"] == "no-cache"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert docs.status_code == 200
+
+
+def test_every_error_code_has_a_sentence_for_people() -> None:
+    from app.errors import STATUS
+
+    script = (Path(__file__).resolve().parents[2] / "app" / "static" / "app.js").read_text()
+    table = script[
+        script.index("const MESSAGES = {") : script.index("};", script.index("MESSAGES"))
+    ]
+    missing = [code for code in STATUS if not re.search(rf"\b{code}:", table)]
+    assert not missing, f"app/static/app.js MESSAGES lacks {missing}"
