@@ -123,8 +123,11 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
     Returns:
         Whether any job was run.
     """
+    from transformers.utils import logging as hf_logging
+
     from models.pipeline import CaptionPipeline
 
+    hf_logging.disable_progress_bar()  # one log line says the model loaded; no bar in the logs
     began = time.perf_counter()
     pipe = CaptionPipeline.from_pretrained(
         config.model,
