@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -226,12 +227,17 @@ def _store_video(
     """
     settings, store = services.settings, services.store
     dedupe = sha_key(tenant, received.sha256, options.key())
-    for key in filter(None, [idempotency, dedupe]):
-        existing = _existing(services, tenant, key)
+    video_id = new_id("vid")
+    claimed: list[str] = []
+    for key, ttl in ((idempotency, IDEMPOTENCY_TTL_S), (dedupe, settings.retention_s)):
+        if key is None:
+            continue
+        existing = _claim(services, tenant, key, video_id, ttl)
         if existing is not None:
+            _release(services, claimed, video_id)
             received.path.unlink(missing_ok=True)
             return *existing, False
-    video_id = new_id("vid")
+        claimed.append(key)
     folder = f"videos/{tenant}/{video_id}"
     name = "source" + _suffix(received.filename, info["container"])
     (settings.data_dir / folder).mkdir(parents=True)
@@ -261,15 +267,52 @@ def _store_video(
         with store.redis.pipeline() as pipe:
             store.put(video_key(video_id), video, pipe)
             pipe.zadd(videos_key(tenant), {video_id: video["created_at"]})
-            pipe.set(dedupe, video_id, ex=settings.retention_s)
-            if idempotency is not None:
-                pipe.set(idempotency, video_id, ex=IDEMPOTENCY_TTL_S)
             pipe.execute()
     except BaseException:
+        _release(services, claimed, video_id)
         shutil.rmtree(settings.data_dir / folder, ignore_errors=True)
         raise
     services.metrics.job_enqueued("caption")
     return video, job, True
+
+
+# How long an upload waits for another upload of the same bytes (or with the same
+# Idempotency-Key) to finish storing its video, before taking the key over.
+CLAIM_WAIT_S = 2.0
+
+
+def _claim(
+    services: Services, tenant: str, key: str, video_id: str, ttl: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Claims a dedupe or idempotency key for ``video_id`` (atomically, SET NX).
+
+    Returns:
+        None when the key is now ours; else the usable video (and caption job) that another
+        upload stored under it, which this upload answers with instead.
+    """
+    store = services.store
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while not store.redis.set(key, video_id, nx=True, ex=ttl):
+        existing = _existing(services, tenant, key)
+        if existing is not None:
+            return existing
+        holder = store.redis.get(key)
+        if holder is not None and (
+            store.redis.exists(video_key(str(holder))) or time.monotonic() > deadline
+        ):
+            # Its video failed or was canceled (uploading again tries again), or its upload
+            # never finished storing: the key is ours now.
+            store.redis.set(key, video_id, ex=ttl)
+            return None
+        time.sleep(0.02)  # the other upload is storing its video right now
+    return None
+
+
+def _release(services: Services, keys: list[str], video_id: str) -> None:
+    """Gives up keys claimed for a video that was not stored."""
+    for key in keys:
+        if services.store.redis.get(key) == video_id:
+            services.store.redis.delete(key)
 
 
 def _existing(

@@ -199,6 +199,22 @@ def test_same_bytes_reuse_the_stored_video(service: Any, make_video: Any) -> Non
     assert first.json()["video"]["id"] in {f.name for f in folders}
 
 
+def test_same_bytes_uploaded_at_once_are_stored_once(service: Any, make_video: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = make_video("h264_aac_mp4", duration=2, width=144)
+
+    def send(_: int) -> httpx.Response:
+        with service.client() as client:
+            return upload(client, path)
+
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(send, range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 202]
+    assert len({r.json()["video"]["id"] for r in responses}) == 1
+    assert len({r.json()["job"]["id"] for r in responses}) == 1
+
+
 def test_events_stream_until_the_final_state(service: Any, make_video: Any) -> None:
     with service.client() as client:
         job_id = upload(client, make_video("h264_aac_mp4", duration=3)).json()["job"]["id"]
