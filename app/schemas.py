@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator
 
 from models.media import MediaInfo
 from workers.store import VIDEO_STATUS, JobState, Stage, VideoStatus
@@ -208,7 +208,3 @@ class Health(BaseModel):
 
     status: Literal["ok", "ready"]
     workers: list[dict[str, Any]] | None = None
-
-    @model_validator(mode="after")
-    def _workers_when_ready(self) -> Health:
-        return self

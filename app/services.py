@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -67,8 +68,6 @@ class Services:
 
     async def workers(self) -> list[dict[str, Any]]:
         """Live workers (each refreshes its key every few seconds)."""
-        import json
-
         keys = [k async for k in self.redis.scan_iter(match=WORKER_PREFIX + "*", count=500)]
         values = cast(list[str | None], await self.redis.mget(keys)) if keys else []
         return [json.loads(v) for v in values if v is not None]

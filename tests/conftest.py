@@ -262,9 +262,8 @@ class Service:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for proc in [self.api, *self.workers]:
-                if proc.poll() is not None and proc is self.api:
-                    raise RuntimeError(f"the API exited:\n{self.logs()}")
+            if self.api.poll() is not None:
+                raise RuntimeError(f"the API exited:\n{self.logs()}")
             try:
                 if httpx.get(self.url + path, timeout=2).status_code == 200:
                     return

@@ -19,6 +19,7 @@ from app.deps import ServicesDep, TenantDep, tenant_of
 from app.errors import ApiError, ErrorCode, error_responses
 from app.schemas import JobPublic
 from app.services import Services
+from workers.queue import rq_job_id
 from workers.store import (
     TERMINAL,
     JobState,
@@ -236,8 +237,6 @@ def _cancel(services: Services, record: dict[str, Any]) -> dict[str, Any]:
     except Stale as e:
         raise ApiError(ErrorCode.JOB_FINISHED, f"the job already ended ({e})") from None
     if updated["state"] == JobState.CANCELED:
-        from workers.queue import rq_job_id
-
         services.queue.remove(rq_job_id(updated["id"], updated["attempts"]))
         services.metrics.job_finished(updated["kind"], JobState.CANCELED, None, "canceled")
     return updated
