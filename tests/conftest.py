@@ -332,3 +332,27 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield svc.start(workers=1)
     finally:
         svc.stop()
+
+
+# ------------------------------------------------------------------ real footage (evaluation only)
+
+REAL_DATA = Path(
+    os.environ.get("VIDCAP_REAL_DATA", Path(__file__).resolve().parents[2] / "shared/data/real")
+)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """../shared/data/real: real speech, photos and clips with ground truth (skips without it)."""
+    if not (REAL_DATA / "manifest.jsonl").is_file():
+        pytest.skip(f"real test data not found at {REAL_DATA} (set VIDCAP_REAL_DATA); CI has it")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def real_manifest(real_data: Path) -> dict[str, dict[str, Any]]:
+    """The real data's manifest, keyed by file (relative to the folder)."""
+    import json
+
+    lines = (real_data / "manifest.jsonl").read_text().splitlines()
+    return {item["file"]: item for item in map(json.loads, filter(None, lines))}
