@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     # state
     VIDEO_NOT_READY = "video_not_ready"  # questions need the video's features
     VIDEO_FAILED = "video_failed"  # the video could not be captioned: no questions
+    TRACK_NOT_FOUND = "track_not_found"  # a caption track the video does not have
     JOB_FINISHED = "job_finished"  # cancel of a job that already ended
     # capacity
     QUEUE_FULL = "queue_full"
@@ -73,6 +74,7 @@ STATUS: dict[str, int] = {
     ErrorCode.FETCH_TIMEOUT: 422,
     ErrorCode.TOO_MANY_REDIRECTS: 422,
     ErrorCode.VIDEO_NOT_READY: 409,
+    ErrorCode.TRACK_NOT_FOUND: 404,
     ErrorCode.VIDEO_FAILED: 409,
     ErrorCode.JOB_FINISHED: 409,
     ErrorCode.QUEUE_FULL: 429,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator
 
 from models.media import MediaInfo
+from models.perception.languages import WHISPER_LANGUAGES
 from workers.store import VIDEO_STATUS, JobState, Stage, VideoStatus
 
 
@@ -38,6 +39,25 @@ class VideoOptions(BaseModel):
         le=3600,
         description="Length of each timestamped segment caption (default: the server's).",
     )
+    language: str | None = Field(
+        default=None,
+        description="The spoken language as an ISO 639-1 code (`en`, `ru`, ...), or `auto` "
+        "(the default): detected per stretch of speech.",
+    )
+    translate: bool = Field(
+        default=False,
+        description="Also translate non-English speech to English (a `translation` track).",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "auto"):
+            return None
+        code = value.strip().lower()
+        if code not in WHISPER_LANGUAGES:
+            raise ValueError(f"unknown language {value!r}: use an ISO 639-1 code, or auto")
+        return code
 
     def key(self) -> str:
         """A short digest of the options that change features (for same-bytes dedupe)."""
@@ -73,6 +93,59 @@ class Segment(BaseModel):
     start: float
     end: float
     text: str
+
+
+class SpeechSegment(BaseModel):
+    """A stretch of speech in the transcript."""
+
+    start: float
+    end: float
+    text: str
+    language: str = Field(description="ISO 639-1 code of this stretch's language.")
+    confidence: float = Field(ge=0, le=1)
+
+
+class TranscriptPublic(BaseModel):
+    """What is said in the video (Whisper)."""
+
+    language: str | None = Field(description="The language heard most; null without speech.")
+    language_probability: float
+    task: Literal["transcribe", "translate"]
+    model: str
+    segments: list[SpeechSegment]
+
+
+class TextItem(BaseModel):
+    """Text read on screen, with the time it is visible."""
+
+    start: float
+    end: float
+    text: str
+    confidence: float
+    box: list[float] = Field(description="left, top, right, bottom as fractions of the frame.")
+
+
+class Tag(BaseModel):
+    """Something seen (an ImageNet class) with the common names people use for it."""
+
+    label: str
+    names: list[str] = Field(description='Common names, most specific first ("dog", "animal").')
+    score: float
+
+
+class TimedTags(BaseModel):
+    """Tags of one stretch of the video."""
+
+    start: float
+    end: float
+    tags: list[Tag]
+
+
+class Tags(BaseModel):
+    """What is seen: over the whole video and per segment."""
+
+    video: list[Tag]
+    segments: list[TimedTags]
 
 
 class JobError(BaseModel):
@@ -130,6 +203,12 @@ class VideoPublic(BaseModel):
     caption_job_id: str
     caption: str | None = None
     segments: list[Segment] | None = None
+    transcript: TranscriptPublic | None = None
+    translation: TranscriptPublic | None = Field(
+        default=None, description="The speech in English, when `translate` was asked."
+    )
+    on_screen_text: list[TextItem] | None = None
+    tags: Tags | None = None
     error: JobError | None = None
     playable: bool = Field(
         description="Whether browsers can play `media_url`: the upload plays as it is, or the "
@@ -141,7 +220,13 @@ class VideoPublic(BaseModel):
         "least 12 h."
     )
     captions_url: str = Field(
-        description="The captions as WebVTT for a `<track src>`; signed like `media_url`."
+        description="The default track as WebVTT for a `<track src>` (speech when there is "
+        "speech, else the description); signed like `media_url`."
+    )
+    tracks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each caption track the video has (`speech`, `description`, `translation`) "
+        "-> its signed WebVTT link.",
     )
 
     @classmethod
@@ -152,6 +237,7 @@ class VideoPublic(BaseModel):
         *,
         media_url: str,
         captions_url: str,
+        tracks: dict[str, str],
         playable: bool,
     ) -> VideoPublic:
         """The public view of a video record and its caption job's record (and its links)."""
@@ -167,10 +253,15 @@ class VideoPublic(BaseModel):
                 "status": VIDEO_STATUS[state],
                 "caption": result.get("caption"),
                 "segments": result.get("segments"),
+                "transcript": result.get("transcript"),
+                "translation": result.get("translation"),
+                "on_screen_text": result.get("on_screen_text"),
+                "tags": result.get("tags"),
                 "error": error,
                 "playable": playable,
                 "media_url": media_url,
                 "captions_url": captions_url,
+                "tracks": tracks,
             }
         )
 
@@ -190,10 +281,13 @@ class VideoPage(BaseModel):
 
 
 class Captions(BaseModel):
-    """A video's captions as JSON."""
+    """One caption track of a video as JSON: its cues, and for the description the caption of
+    the whole video."""
 
     video_id: str
-    caption: str
+    track: Literal["speech", "description", "translation"]
+    language: str | None = Field(description="The speech's language (speech tracks).")
+    caption: str | None = Field(description="The whole-video description (description track).")
     segments: list[Segment]
 
 

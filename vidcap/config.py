@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # --- the model (workers) -------------------------------------------------------------
     model: Path = DEFAULT_MODEL_DIR
     device: str | None = None
+    # Whisper for the speech track: tiny.en (English only, fastest), base (99 languages), or
+    # the path of a CTranslate2 Whisper directory you supply (e.g. small).
+    whisper_model: str = "base"
 
     # --- where things live ----------------------------------------------------------------
     # Redis holds the queue and every record; unset, `vidcap run` starts its own under data_dir.

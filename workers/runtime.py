@@ -31,6 +31,7 @@ from workers.store import WORKER_PREFIX, Store, reconnecting
 if TYPE_CHECKING:
     from rq import Queue
 
+    from models.perception.runner import Perceiver
     from models.pipeline import CaptionPipeline
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def pipeline() -> CaptionPipeline:
     return _state["pipeline"]
 
 
+def perceiver() -> Perceiver:
+    """The loaded perception experts (speech, on-screen text, tags)."""
+    return _state["perceiver"]
+
+
 def identity() -> dict[str, Any]:
     """This worker's name and pid (recorded in the jobs it runs, for operators and tests)."""
     return {"name": _state.get("name"), "pid": os.getpid()}
@@ -82,7 +88,7 @@ def redis_clients(url: str) -> tuple[redis.Redis, redis.Redis]:
     )
 
 
-def start(config: Settings, pipe: CaptionPipeline) -> redis.Redis:
+def start(config: Settings, pipe: CaptionPipeline, experts: Perceiver) -> redis.Redis:
     """Sets up this process's state for the job functions; returns RQ's (bytes) client."""
     if config.redis_url is None:
         raise ValueError("REDIS_URL is not set: a worker needs the Redis the API uses")
@@ -93,6 +99,7 @@ def start(config: Settings, pipe: CaptionPipeline) -> redis.Redis:
         queue=rq_queue(raw, config),
         metrics=Metrics(text),
         pipeline=pipe,
+        perceiver=experts,
     )
     return raw
 
@@ -125,6 +132,7 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
     """
     from transformers.utils import logging as hf_logging
 
+    from models.perception.runner import Perceiver
     from models.pipeline import CaptionPipeline
 
     hf_logging.disable_progress_bar()  # one log line says the model loaded; no bar in the logs
@@ -138,7 +146,18 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
     log.info(
         "model %s loaded on %s in %.1fs", config.model, pipe.device, time.perf_counter() - began
     )
-    connection = start(config, pipe)
+    began = time.perf_counter()
+    # Every weight file is checked by its sha256 here: a worker with a wrong file stops now,
+    # with an error naming it, instead of failing its first job.
+    experts = Perceiver(
+        whisper_model=config.whisper_model, device=config.device, limits=config.media_limits()
+    )
+    log.info(
+        "perception experts (whisper %s, text, tags) loaded in %.1fs",
+        config.whisper_model,
+        time.perf_counter() - began,
+    )
+    connection = start(config, pipe, experts)
     name = name or f"{socket.gethostname()}.{os.getpid()}"
     _state["name"] = name
     presence = json.dumps(

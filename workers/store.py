@@ -59,6 +59,9 @@ class Stage(StrEnum):
     """What a running job is doing."""
 
     PROBING = "probing"
+    TRANSCRIBING = "transcribing"
+    READING_TEXT = "reading_text"
+    TAGGING = "tagging"
     DECODING = "decoding"
     FEATURES = "features"
     FUSION = "fusion"

@@ -21,6 +21,7 @@ from rq.timeouts import JobTimeoutException
 
 from models.media import MediaError
 from models.media.preview import PREVIEW_NAME, needs_preview, write_preview
+from models.perception.result import Perception, Tag, Transcript
 from workers import runtime
 from workers.queue import retry, rq_job_id
 from workers.store import (
@@ -45,6 +46,8 @@ STAGES = {
     "generate": Stage.GENERATING,
 }
 PREVIEW = "preview"  # the browser preview's entry in a caption job's timings
+PERCEPTION = "perception"  # the experts and the features beside them (wall time, overlapped)
+PERCEPTION_NAME = "perception.json"  # what the experts found, cached beside the video
 # Share of the percent bar each part of a caption job gets: decoding and features run window
 # by window (up to FEATURES_END), then fusion and generation.
 FEATURES_END, FUSION_END = 75, 85
@@ -75,6 +78,9 @@ class Attempt:
         self.record: dict[str, Any] = {}
         self.windows = 1
         self.windows_done = 0
+        self.done = {"speech": 0.0, "frames": 0.0}  # the perception experts' progress
+        self.main_stage: Stage | None = None
+        self._lock = threading.Lock()
         self.began = time.perf_counter()
         from models.pipeline import StageTimer  # torch: only ever imported in a worker
 
@@ -137,20 +143,49 @@ class Attempt:
         """The pipeline's stage hook: checks for cancellation, then records stage and percent."""
         if self.store.cancel_requested(self.job_id):
             raise Canceled()
-        stage = STAGES.get(pipeline_stage, Stage.FEATURES)
+        if pipeline_stage not in STAGES:  # the perception wrapper, the preview: no new stage
+            return
+        stage = STAGES[pipeline_stage]
         if pipeline_stage == "features":
             self.windows_done += 1
-        percent = {
-            Stage.DECODING: 5 + (FEATURES_END - 5) * self.windows_done / self.windows,
-            Stage.FEATURES: 5 + (FEATURES_END - 5) * self.windows_done / self.windows,
-            Stage.FUSION: FEATURES_END,
-            Stage.GENERATING: FUSION_END,
-        }[stage]
+        if stage in (Stage.DECODING, Stage.FEATURES):
+            self.main_stage = stage
+            percent = self._perception_percent()
+        else:
+            percent = {Stage.FUSION: FEATURES_END, Stage.GENERATING: FUSION_END}[stage]
         if self.record.get("kind") == "question":
             percent = {Stage.FUSION: 10, Stage.GENERATING: 50}.get(stage, percent)
         # The whole-video caption and then the segments each pass through fusion and
         # generation: the bar never goes back.
         self.set_progress(stage, max(percent, self.record.get("percent", 0)))
+
+    def perceiving(self, stage: str, done: float) -> None:
+        """The perception experts' hook, called from their threads: ``stage`` is
+        ``transcribing``, ``tagging`` or ``reading_text``, ``done`` its fraction."""
+        if self.store.cancel_requested(self.job_id):
+            raise Canceled()
+        with self._lock:
+            key = "speech" if stage == "transcribing" else "frames"
+            self.done[key] = max(self.done[key], min(1.0, done))
+            if stage != "transcribing":
+                self.main_stage = Stage(stage)
+            # Speech runs beside the frame experts and the features: it is what the job is
+            # doing only once the rest waits for it.
+            waiting = self.done["frames"] >= 1 and self.windows_done >= self.windows
+            shown = Stage.TRANSCRIBING if waiting or self.main_stage is None else self.main_stage
+            percent = max(self._perception_percent(), self.record.get("percent", 0))
+        self.set_progress(shown, percent)
+
+    def perception_done(self) -> None:
+        """Marks the experts and the features done (e.g. when both came from the cache)."""
+        self.done = {"speech": 1.0, "frames": 1.0}
+        self.windows_done = self.windows
+
+    def _perception_percent(self) -> float:
+        # Shares of the bar up to FEATURES_END: speech, the frame experts, the features.
+        features = min(1.0, self.windows_done / self.windows)
+        share = 0.4 * self.done["speech"] + 0.2 * self.done["frames"] + 0.4 * features
+        return 5 + (FEATURES_END - 5) * share
 
     def set_progress(self, stage: Stage, percent: float) -> None:
         """Writes stage and percent to the record and to RQ's job.meta (best effort)."""
@@ -243,8 +278,9 @@ class Attempt:
         """Seconds per client-visible stage so far (a live view of the timer)."""
         seconds = self.timer.seconds
         timings = {STAGES[k].value: v for k, v in seconds.items() if k in STAGES}
-        if PREVIEW in seconds:
-            timings[PREVIEW] = seconds[PREVIEW]
+        for name in (PREVIEW, PERCEPTION):
+            if name in seconds:
+                timings[name] = seconds[name]
         return timings
 
     def stop(self) -> None:
@@ -320,46 +356,131 @@ def attempt(job_id: str) -> Iterator[Attempt | None]:
 
 
 def caption_video(job_id: str) -> None:
-    """Captions a video: decode, features (cached beside the file), caption and segments."""
+    """Captions a video: speech, on-screen text and tags (the perception experts), features,
+    then the description and its segments. Features and what the experts found are cached
+    beside the file, so a retry or a question never runs them again."""
     from models.features import VideoFeatures
+    from models.perception.result import Perception
 
     with attempt(job_id) as job:
         if job is None:
             return
         settings, pipe, video = runtime.settings(), runtime.pipeline(), job.video()
         options, media = video["options"], video["media"]
+        folder = settings.data_dir / video["dir"]
         sampling = {
             "frames_per_second": options.get("frames_per_second"),
             "max_total_frames": options.get("max_frames"),
         }
         frames = pipe.sample_count(media["duration_s"], media["frame_count"], **sampling)
         job.windows = math.ceil(frames / pipe.config.max_frames)
-        cached = features_path(settings.data_dir, video)
-        features = None
+        cached, perceived = features_path(settings.data_dir, video), folder / PERCEPTION_NAME
+        features: VideoFeatures | None = None
         if cached.is_file():  # an earlier attempt got this far
             with contextlib.suppress(Exception):
                 features = VideoFeatures.load(cached)
                 pipe.check_features(features)
-        if features is None:
-            source = settings.data_dir / video["dir"] / video["file"]
-            features = pipe.extract(source, timer=job.timer, **sampling)
-            if not cached.parent.is_dir():
-                raise Canceled()  # the video was deleted meanwhile
-            features.save(cached)
-        make_preview(job, settings.data_dir / video["dir"], video)
+        found: Perception | None = None
+        if perceived.is_file():
+            with contextlib.suppress(Exception):
+                found = Perception.load(perceived)
+        source = folder / video["file"]
+
+        def extract() -> VideoFeatures:
+            return features or pipe.extract(source, timer=job.timer, **sampling)
+
+        if found is None:
+            with job.timer.stage(PERCEPTION):
+                found, features = runtime.perceiver().run(
+                    source,
+                    segment_seconds=options["segment_seconds"],
+                    language=options.get("language"),
+                    translate=bool(options.get("translate")),
+                    on_progress=job.perceiving,
+                    during=extract,
+                )
+        else:
+            features = extract()
+        job.perception_done()
+        if not folder.is_dir():
+            raise Canceled()  # the video was deleted meanwhile
+        features.save(cached)
+        found.save(perceived)
+        make_preview(job, folder, video)
         caption = pipe.caption(features, timer=job.timer)
         segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
         job.finish(
             JobState.SUCCEEDED,
-            timings=job.timings,
+            timings={**job.timings, **found.timings},
             result={
                 "caption": caption,
                 "segments": [
                     {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
                     for s in segments
                 ],
+                **perception_result(found),
             },
         )
+
+
+def perception_result(found: Perception) -> dict[str, Any]:
+    """What a caption job's record keeps of the experts' findings: the transcript (without
+    word timings, which stay in the file), subtitle cues, on-screen text and tags."""
+    from models.perception.subtitles import speech_cues
+
+    def transcript(t: Transcript | None) -> dict[str, Any] | None:
+        if t is None:
+            return None
+        return {
+            "language": t.language,
+            "language_probability": round(t.language_probability, 4),
+            "task": t.task,
+            "model": t.model,
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "text": s.text,
+                    "language": s.language,
+                    "confidence": round(s.confidence, 4),
+                }
+                for s in t.segments
+            ],
+        }
+
+    def tag(t: Tag) -> dict[str, Any]:
+        return {"label": t.label, "names": list(t.names), "score": round(t.score, 4)}
+
+    def cues(t: Transcript | None) -> list[dict[str, Any]]:
+        return [] if t is None else speech_cues(t)
+
+    return {
+        "transcript": transcript(found.transcript),
+        "translation": transcript(found.translation),
+        "speech_cues": cues(found.transcript),
+        "translation_cues": cues(found.translation),
+        "on_screen_text": [
+            {
+                "start": round(x.start, 3),
+                "end": round(x.end, 3),
+                "text": x.text,
+                "confidence": round(x.confidence, 4),
+                "box": [round(v, 4) for v in x.box],
+            }
+            for x in found.text
+        ],
+        "tags": {
+            "video": [tag(t) for t in found.tags],
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "tags": [tag(t) for t in s.tags],
+                }
+                for s in found.segment_tags
+            ],
+        },
+    }
 
 
 def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:

@@ -137,12 +137,18 @@ def _views(
         base = f"/v1/videos/{video['id']}"
         # Without API keys there is nothing to sign: the plain paths work.
         query = "" if key is None else link_query(key, video["id"], video["tenant"])
+        signed = f"&{query}" if query else ""
+        result = (job or {}).get("result") or {}
+        tracks = {
+            t: f"{base}/captions?format=vtt&track={t}{signed}" for t in available_tracks(result)
+        }
         views.append(
             VideoPublic.of(
                 video,
                 job,
                 media_url=f"{base}/media" + (f"?{query}" if query else ""),
-                captions_url=f"{base}/captions?format=vtt" + (f"&{query}" if query else ""),
+                captions_url=f"{base}/captions?format=vtt{signed}",
+                tracks=tracks,
                 playable=not needs_preview(video["media"])
                 or (settings.data_dir / video["dir"] / PREVIEW_NAME).is_file(),
             )
@@ -485,6 +491,17 @@ async def _ready(services: Services, video: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def available_tracks(result: dict[str, Any]) -> list[str]:
+    """The caption tracks a caption job's result has, the default first: the speech when
+    something is said, then the description, then the English translation when asked."""
+    tracks = ["description"]
+    if result.get("speech_cues"):
+        tracks.insert(0, "speech")
+    if result.get("translation_cues"):
+        tracks.append("translation")
+    return tracks
+
+
 CAPTION_TYPES = {
     "vtt": "text/vtt; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
@@ -504,6 +521,7 @@ CAPTION_TYPES = {
             ErrorCode.VIDEO_NOT_FOUND,
             ErrorCode.VIDEO_NOT_READY,
             ErrorCode.VIDEO_FAILED,
+            ErrorCode.TRACK_NOT_FOUND,
         ),
     },
 )
@@ -512,23 +530,51 @@ async def get_captions(
     services: ServicesDep,
     tenant: ReaderDep,
     format: Annotated[str, Query(pattern="^(json|vtt|srt)$")] = "json",
+    track: Annotated[
+        str | None,
+        Query(
+            pattern="^(speech|description|translation)$",
+            description="`speech` (subtitles of what is said), `description` (what the "
+            "captioner writes) or `translation` (the speech in English, when asked at upload). "
+            "Default: speech when the video has speech, else the description.",
+        ),
+    ] = None,
 ) -> Response:
-    """The caption of the whole video and its timestamped segments: JSON, WebVTT or SRT.
+    """A caption track as JSON, WebVTT or SRT: the subtitles of the speech, or the description
+    of the whole video and its timestamped segments.
 
     Takes the API key, or the `expires` and `sig` of the video's signed `captions_url` (for a
     `<track src>`, which cannot send a key).
     """
     video = await load_video(services, tenant, video_id)
     result = (await _ready(services, video))["result"]
+    tracks = available_tracks(result)
+    chosen = track or tracks[0]
+    if chosen not in tracks:
+        raise ApiError(
+            ErrorCode.TRACK_NOT_FOUND,
+            f"this video has no {chosen} track (it has: {', '.join(tracks)})",
+        )
+    if chosen == "description":
+        cues, caption, language = result["segments"], result["caption"], None
+    else:
+        cues, caption = result[f"{chosen}_cues"], None
+        language = "en" if chosen == "translation" else result["transcript"]["language"]
     if format == "json":
-        body = Captions(video_id=video_id, **result)
+        body = Captions.model_validate(
+            {
+                "video_id": video_id,
+                "track": chosen,
+                "language": language,
+                "caption": caption,
+                "segments": cues,
+            }
+        )
         return JSONResponse(body.model_dump(mode="json"))
-    text = (
-        to_vtt(result["segments"], caption=result["caption"])
-        if format == "vtt"
-        else to_srt(result["segments"])
-    )
+    text = to_vtt(cues, caption=caption) if format == "vtt" else to_srt(cues)
     stem = Path(video.get("filename") or video_id).stem or video_id
+    if track is not None:
+        stem = f"{stem}.{chosen}"
     return PlainTextResponse(
         text,
         media_type=CAPTION_TYPES[format],

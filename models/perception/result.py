@@ -126,6 +126,7 @@ class Perception:
     Attributes:
         duration_s: The video's duration.
         transcript: Speech.
+        translation: The speech in English, when it was asked for.
         text: On-screen text items, in time order.
         tags: Tags of the whole video, strongest first.
         segment_tags: Tags per segment (the caption's segments).
@@ -136,6 +137,7 @@ class Perception:
 
     duration_s: float
     transcript: Transcript = field(default_factory=Transcript)
+    translation: Transcript | None = None
     text: tuple[TextItem, ...] = ()
     tags: tuple[Tag, ...] = ()
     segment_tags: tuple[TimedTags, ...] = ()
@@ -156,20 +158,21 @@ class Perception:
         """
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"perception format {data.get('format')!r}, expected {FORMAT_VERSION}")
-        t = data["transcript"]
-        transcript = Transcript(
-            language=t["language"],
-            language_probability=t["language_probability"],
-            segments=tuple(
-                SpeechSegment(
-                    **{k: v for k, v in s.items() if k != "words"},
-                    words=tuple(Word(**w) for w in s["words"]),
-                )
-                for s in t["segments"]
-            ),
-            task=t["task"],
-            model=t["model"],
-        )
+
+        def transcript(t: dict[str, Any]) -> Transcript:
+            return Transcript(
+                language=t["language"],
+                language_probability=t["language_probability"],
+                segments=tuple(
+                    SpeechSegment(
+                        **{k: v for k, v in s.items() if k != "words"},
+                        words=tuple(Word(**w) for w in s["words"]),
+                    )
+                    for s in t["segments"]
+                ),
+                task=t["task"],
+                model=t["model"],
+            )
 
         def tags(items: list[dict[str, Any]]) -> tuple[Tag, ...]:
             return tuple(Tag(**{**x, "names": tuple(x["names"])}) for x in items)
@@ -179,7 +182,8 @@ class Perception:
 
         return cls(
             duration_s=data["duration_s"],
-            transcript=transcript,
+            transcript=transcript(data["transcript"]),
+            translation=None if data["translation"] is None else transcript(data["translation"]),
             text=tuple(TextItem(**{**x, "box": tuple(x["box"])}) for x in data["text"]),
             tags=tags(data["tags"]),
             segment_tags=timed(data["segment_tags"]),

