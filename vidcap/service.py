@@ -77,6 +77,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
         raise SystemExit(1)
 
 
+# A worker's exit status when it cannot start as configured (sysexits.h EX_CONFIG).
+EXIT_CONFIG = 78
+
+
 class Supervised:
     """A child process that is restarted (with backoff) whenever it exits on its own.
 
@@ -111,6 +115,13 @@ class Supervised:
             began = time.monotonic()
             code = self.process.wait()
             if self._stopping.is_set():
+                return
+            if code == EXIT_CONFIG:  # it said why (a wrong weight file): a restart cannot help
+                log.error(
+                    "%s cannot start (exit %d, see its error above); not restarting",
+                    self.name,
+                    code,
+                )
                 return
             failures = 0 if time.monotonic() - began > 60 else failures + 1
             delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
@@ -189,4 +200,10 @@ def worker(settings: Settings, burst: bool = False) -> None:
         raise SystemExit("REDIS_URL is not set: point the worker at the API's Redis")
     if not (Path(settings.model) / "config.json").is_file():
         raise SystemExit(f"no model at {settings.model} (set VIDCAP_MODEL to a model directory)")
-    run_worker(settings, burst=burst)
+    from models.perception.weights import WeightsError
+
+    try:
+        run_worker(settings, burst=burst)
+    except WeightsError as e:  # a missing or altered weight file: say which, and stop
+        print(f"vidcap worker: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None

@@ -39,22 +39,25 @@ class _Background:
     target: Callable[[], Any]
     result: Any = None
     error: BaseException | None = None
+    seconds: float = 0.0
     thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> _Background:
-        def run() -> None:
-            try:
-                self.result = self.target()
-            except BaseException as e:  # re-raised in the caller's thread by join()
-                self.error = e
+    def run(self) -> None:
+        began = time.perf_counter()
+        try:
+            self.result = self.target()
+        except BaseException as e:  # re-raised in the caller's thread by join()
+            self.error = e
+        self.seconds = time.perf_counter() - began
 
-        self.thread = threading.Thread(target=run, name="speech", daemon=True)
+    def start(self) -> _Background:
+        self.thread = threading.Thread(target=self.run, name="speech", daemon=True)
         self.thread.start()
         return self
 
     def join(self) -> Any:
-        assert self.thread is not None
-        self.thread.join()
+        if self.thread is not None:  # None: it ran in the caller's thread
+            self.thread.join()
         if self.error is not None:
             raise self.error
         return self.result
@@ -136,6 +139,7 @@ class Perceiver:
         translate: bool = False,
         on_progress: Progress | None = None,
         during: Callable[[], Any] | None = None,
+        overlap: bool = True,
     ) -> tuple[Perception, Any]:
         """Run every expert over a video.
 
@@ -148,18 +152,23 @@ class Perceiver:
                 thread that runs it; it may raise to stop the run (a cancel).
             during: More work for the calling thread while speech runs in the background
                 (the captioner's features); its result is returned.
+            overlap: Run speech beside the rest (default); False runs everything one after
+                the other in this thread (the benchmark's reference).
 
         Returns:
             What the experts found, and ``during()``'s result.
         """
         report = on_progress or (lambda stage, done: None)
         info = probe(path, limits=self.limits, isolate=self.isolate)
-        began = time.perf_counter()
         speech = _Background(
             lambda: self.transcribe(
                 path, language=language, translate=translate, on_progress=report
             )
-        ).start()
+        )
+        if overlap:
+            speech.start()
+        else:
+            speech.run()
         timings: dict[str, float] = {}
         try:
             frame_tags, texts = self._frames(
@@ -168,7 +177,7 @@ class Perceiver:
             extra = during() if during is not None else None
         finally:
             transcript, translation = speech.join()
-        timings["transcribing"] = time.perf_counter() - began  # its own thread, overlapped
+        timings["transcribing"] = speech.seconds  # in its own thread, beside the rest
         spans = _spans(info.duration_s, segment_seconds)
         video_tags, segment_tags = self.tagger.summarize(frame_tags, spans)
         found = Perception(
