@@ -35,6 +35,9 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.caption
+	$(BIN)/python -m bench.transcribe
+	$(BIN)/python -m bench.perception
+	$(BIN)/python -m bench.caption_job
 	$(BIN)/python -m bench.service
 
 clean:
