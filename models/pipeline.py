@@ -29,11 +29,20 @@ from transformers import PreTrainedTokenizerBase
 from models.backbones import backbone_id
 from models.configuration_videobert import VideoCaptionerConfig
 from models.features import FeaturesMismatch, VideoFeatures, collate, concat
-from models.media import Backend, MediaLimits, audio_windows, load_clip, probe, sample_frames
+from models.media import (
+    Backend,
+    MediaLimits,
+    audio_windows,
+    load_clip,
+    probe,
+    read_audio,
+    sample_frames,
+)
 from models.modeling_captioner import VideoCaptionerModel
 from models.tokenization import check_tokenizer, load_tokenizer
 
 STAGES = ("decode", "features", "fusion", "generate")
+WHOLE_AUDIO_S = 300.0  # longer videos have their audio read a window at a time
 
 
 @dataclass(frozen=True)
@@ -251,7 +260,8 @@ class CaptionPipeline:
 
         Frames are sampled at ``frames_per_second`` (default: the config's; see
         :meth:`sample_count`) on one grid over the whole video: frame i at
-        ``(i + 0.5) * duration / count``. The audio track is read once, with the first window.
+        ``(i + 0.5) * duration / count``. The audio track is read once, with the first window
+        (a video longer than ``WHOLE_AUDIO_S``: a window's span at a time).
 
         Raises:
             MediaError: The media layer's, for files that are not acceptable videos.
@@ -263,36 +273,41 @@ class CaptionPipeline:
             info.duration_s, info.frame_count, frames_per_second, max_total_frames
         )
         step = info.duration_s / total
+        # A short video's audio is read once, with the first window; a long one's a window at
+        # a time, so memory stays bounded (an hour at 16 kHz would be 230 MB of float32).
+        whole_audio = info.duration_s <= WHOLE_AUDIO_S
         audio: np.ndarray | None = None
         for first in range(0, total, cfg.max_frames):
             count = min(cfg.max_frames, total - first)
             span = {"num_frames": count, "start": first * step, "end": (first + count) * step}
+            frames = {
+                "size": cfg.image_size,
+                "fit": cfg.frame_fit,
+                "backend": self.backend,
+                "limits": self.limits,
+                "isolate": self.isolate,
+            }
+            offset = 0.0
             with timer.stage("decode"):
-                if first == 0:
-                    clip = load_clip(
-                        path,
-                        **span,  # type: ignore[arg-type]
-                        size=cfg.image_size,
-                        fit=cfg.frame_fit,
-                        sample_rate=cfg.sample_rate,
-                        backend=self.backend,
-                        limits=self.limits,
-                        isolate=self.isolate,
-                    )
+                if first == 0 and whole_audio:
+                    clip = load_clip(path, **span, **frames, sample_rate=cfg.sample_rate)  # type: ignore[arg-type]
                     images, times = clip.frames
                     audio = clip.audio
                 else:
-                    images, times = sample_frames(
+                    images, times = sample_frames(path, **span, **frames)  # type: ignore[arg-type]
+                if not whole_audio and info.has_audio:
+                    half = cfg.audio_window_s / 2
+                    offset = max(0.0, float(times[0]) - half)
+                    audio = read_audio(
                         path,
-                        **span,  # type: ignore[arg-type]
-                        size=cfg.image_size,
-                        fit=cfg.frame_fit,
-                        backend=self.backend,
+                        sample_rate=cfg.sample_rate,
+                        start=offset,
+                        end=min(info.duration_s, float(times[-1]) + half),
                         limits=self.limits,
                         isolate=self.isolate,
                     )
                 windows, heard = audio_windows(
-                    audio, cfg.sample_rate, times, window_s=cfg.audio_window_s
+                    audio, cfg.sample_rate, times - offset, window_s=cfg.audio_window_s
                 )
             yield Decoded(images, times, windows, heard, info.duration_s)
 

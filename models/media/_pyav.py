@@ -32,6 +32,8 @@ _SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"FLV", b"OggS
 _TS_PACKET = 188  # MPEG-TS: a 0x47 sync byte starts every 188-byte packet
 # Formats whose header duration is trustworthy enough to detect a truncated file by.
 _HEADER_DURATION_FORMATS = ("mov", "matroska")
+# How far before the asked start an audio seek lands (the decoder's warm-up is cut off).
+_SEEK_MARGIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -532,20 +534,33 @@ def sample_scanned(
 
 
 def read_audio_scanned(
-    path: str, sample_rate: int, limits: MediaLimits, found: Scan
+    path: str,
+    sample_rate: int,
+    limits: MediaLimits,
+    found: Scan,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> np.ndarray | None:
     """Decode the audio track to mono float32 at ``sample_rate``, on the video's timeline.
 
-    Sample 0 is at the first video frame's time; audio before it is dropped, a late start is
-    padded with silence, and nothing past the end of the video is decoded.
+    Only the span ``[start, end)`` (seconds on the video's timeline, ``end`` None: the end of
+    the video) is decoded: the file is seeked to ``start`` and decoding stops after ``end``.
+    Sample 0 of the result is at ``start``; audio before the first video frame is dropped, a
+    late start is padded with silence, and nothing past the end of the video is decoded.
     """
+    stop_s = found.duration_s if end is None else min(end, found.duration_s)
     with open_input(path, limits) as container:
         stream = _audio_stream(container)
         if stream is None:
             return None
         _configure_decoder(stream)
         origin_s = float(found.origin * found.time_base)
-        stop_s = found.duration_s
+        if start > 0:
+            # Land a little early: the decoder settles on the first packets after a seek, and
+            # what comes before ``start`` is cut below by its timestamps.
+            at = max(origin_s + start - _SEEK_MARGIN_S, 0.0)
+            with _decoding("seeking in the audio"):
+                container.seek(int(at / stream.time_base), stream=stream, backward=True)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_s: float | None = None
@@ -562,13 +577,13 @@ def read_audio_scanned(
                     break
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    if first_s is None:
+    if first_s is None or stop_s <= start:
         return np.zeros(0, dtype=np.float32)
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    offset = round((first_s - origin_s) * sample_rate)
+    offset = round((first_s - origin_s - start) * sample_rate)
     if offset > 0:
         audio = np.concatenate([np.zeros(offset, dtype=np.float32), audio])
     elif offset < 0:
         audio = audio[-offset:]
-    limit = round(stop_s * sample_rate)
+    limit = round((stop_s - start) * sample_rate)
     return np.ascontiguousarray(audio[:limit], dtype=np.float32)

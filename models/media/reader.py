@@ -6,7 +6,9 @@ same limits (:class:`models.media.limits.MediaLimits`), whichever backend decode
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -111,9 +113,11 @@ def _frames_job(
     return _sample(path, request, limits, backend, found)
 
 
-def _audio_job(path: str, sample_rate: int, limits: MediaLimits) -> np.ndarray | None:
+def _audio_job(
+    path: str, sample_rate: int, limits: MediaLimits, start: float, end: float | None
+) -> np.ndarray | None:
     found = _pyav.inspect(path, limits)
-    return _pyav.read_audio_scanned(path, sample_rate, limits, found)
+    return _pyav.read_audio_scanned(path, sample_rate, limits, found, start, end)
 
 
 def _clip_job(
@@ -218,23 +222,90 @@ def read_audio(
     path: str | os.PathLike[str],
     *,
     sample_rate: int = DEFAULT_SAMPLE_RATE,
+    start: float = 0.0,
+    end: float | None = None,
     limits: MediaLimits | None = None,
     isolate: bool = True,
 ) -> np.ndarray | None:
     """The audio track as mono float32 in [-1, 1] at ``sample_rate``, or None without one.
 
-    Sample 0 is at the video's first frame, so ``audio[int(t * sample_rate)]`` is heard while
-    the frame at time ``t`` is shown. Any codec FFmpeg decodes; encoder priming samples
-    (AAC, Opus) are dropped.
+    Sample 0 is at ``start`` on the video's timeline (time 0 is the video's first frame), so
+    ``audio[int((t - start) * sample_rate)]`` is heard while the frame at time ``t`` is shown.
+    Only ``[start, end)`` is decoded (seek, then stop), so a long file can be read a few
+    minutes at a time. Any codec FFmpeg decodes; encoder priming samples (AAC, Opus) are
+    dropped; audio that starts after ``start`` is padded with silence in front.
+
+    Args:
+        path: The file.
+        sample_rate: Output rate, Hz.
+        start: Start of the span, seconds.
+        end: End of the span, seconds (default and at most: the end of the video).
+        limits: What is accepted.
+        isolate: Decode in a child process (keep True for untrusted files).
 
     Raises:
         MediaError: As :func:`probe`.
+        ValueError: A sample rate out of range or an invalid span.
     """
+    _check_audio_request(sample_rate, start, end)
+    limits = limits or MediaLimits()
+    audio, _ = run(
+        _audio_job,
+        os.fspath(path),
+        sample_rate,
+        limits,
+        float(start),
+        None if end is None else float(end),
+        limits=limits,
+        isolate=isolate,
+    )
+    return audio
+
+
+def iter_audio(
+    path: str | os.PathLike[str],
+    chunk_s: float = 300.0,
+    *,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    limits: MediaLimits | None = None,
+    isolate: bool = True,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """The audio track in consecutive chunks of ``chunk_s`` seconds: ``(offset_s, audio)``.
+
+    Each chunk is one :func:`read_audio` call, so only one chunk is in memory at a time;
+    ``offset_s`` is where its sample 0 lies on the video's timeline. Yields nothing for a
+    file without an audio track.
+
+    Raises:
+        MediaError: As :func:`probe`.
+        ValueError: ``chunk_s`` not positive, or a sample rate out of range.
+    """
+    if not chunk_s > 0 or not math.isfinite(chunk_s):
+        raise ValueError(f"chunk_s must be a positive number of seconds, got {chunk_s}")
+    _check_audio_request(sample_rate, 0.0, None)
+    limits = limits or MediaLimits()
+    info = probe(path, limits=limits, isolate=isolate)
+    if not info.has_audio:
+        return
+    count = max(1, math.ceil(info.duration_s / chunk_s - 1e-9))
+    for index in range(count):
+        start = index * chunk_s
+        end = min((index + 1) * chunk_s, info.duration_s)
+        audio = read_audio(
+            path, sample_rate=sample_rate, start=start, end=end, limits=limits, isolate=isolate
+        )
+        if audio is None:  # the track vanished between calls: nothing more to read
+            return
+        yield start, audio
+
+
+def _check_audio_request(sample_rate: int, start: float, end: float | None) -> None:
     if sample_rate < 1000 or sample_rate > 192_000:
         raise ValueError(f"sample_rate must be between 1000 and 192000 Hz, got {sample_rate}")
-    limits = limits or MediaLimits()
-    audio, _ = run(_audio_job, os.fspath(path), sample_rate, limits, limits=limits, isolate=isolate)
-    return audio
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError(f"start must be a finite number of seconds >= 0, got {start}")
+    if end is not None and not (math.isfinite(end) and end > start):
+        raise ValueError(f"end must be a number of seconds after start ({start}), got {end}")
 
 
 def load_clip(

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from models.media import audio_windows, load_clip, read_audio
+from models.media.reader import iter_audio
 
 
 def onset(audio: np.ndarray, sample_rate: int = 16000) -> float:
@@ -66,3 +67,49 @@ def test_load_clip_reads_everything_in_one_child(make_video):
     assert clip.info.video_codec == "vp9"
     assert clip.frames.images.shape == (5, 32, 32, 3)
     assert clip.audio is not None and clip.sample_rate == 16000
+
+
+# --- a span of the audio: read_audio(start=, end=) and iter_audio() ----------------------------
+
+
+@pytest.mark.parametrize("kind", ["h264_aac_mp4", "vp9_opus_webm", "h264_pcm_mov"])
+def test_span_starts_at_start_on_the_video_timeline(make_video, kind):
+    path = make_video(kind, duration=4, tone_start=2.5)
+    span = read_audio(path, start=1.5, end=3.5)
+    assert span is not None and len(span) == pytest.approx(32000, abs=2)
+    assert onset(span) == pytest.approx(1.0, abs=0.01)  # 2.5 s on the timeline, 1.5 s in
+
+
+def test_span_equals_the_same_samples_of_the_whole_track(make_video):
+    path = make_video("h264_aac_mp4", duration=4)
+    whole = read_audio(path)
+    span = read_audio(path, start=1.0, end=2.0)
+    assert len(span) == 16000
+    # The same 440 Hz tone, aligned to well under a sample (a phase of the resampler).
+    assert np.abs(span[1000:-1000] - whole[17000:31000]).max() < 0.1
+
+
+def test_span_end_is_clipped_to_the_video(make_video):
+    path = make_video("h264_aac_mp4")  # 2 s
+    assert len(read_audio(path, start=1.5, end=10.0)) == pytest.approx(8000, abs=2)
+
+
+def test_invalid_spans_are_refused(make_video):
+    path = make_video("h264_aac_mp4")
+    for start, end in ((-1.0, None), (1.0, 1.0), (float("nan"), None)):
+        with pytest.raises(ValueError):
+            read_audio(path, start=start, end=end)
+
+
+def test_iter_audio_chunks_join_into_the_whole_track(make_video):
+    path = make_video("h264_aac_mp4", duration=5, tone_start=1.0)
+    chunks = list(iter_audio(path, chunk_s=2.0))
+    assert [offset for offset, _ in chunks] == [0.0, 2.0, 4.0]
+    assert [len(a) for _, a in chunks] == [32000, 32000, pytest.approx(16000, abs=2)]
+    joined = np.concatenate([a for _, a in chunks])
+    assert onset(joined) == pytest.approx(1.0, abs=0.01)
+    assert len(joined) == pytest.approx(len(read_audio(path)), abs=2)
+
+
+def test_iter_audio_of_a_file_without_audio_yields_nothing(make_video):
+    assert list(iter_audio(make_video("no_audio_mp4"))) == []
