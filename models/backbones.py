@@ -261,8 +261,79 @@ class PretrainedAudioBackbone(nn.Module):
         return out.last_hidden_state.float().mean(dim=1).view(b, t, -1)
 
 
+class EfficientNetLiteBackbone(DerivedBuffers, nn.Module):
+    """EfficientNet-Lite0 (ImageNet-1k) as a frozen visual backbone: 1280-d pooled features.
+
+    Its weights are not part of the captioner's state dict: they are read from the checked
+    package file (:func:`models.perception.weights.verified`) the first time they are needed,
+    never at import time, so a saved captioner does not store them a second time and a model
+    always runs the exact file vidcap was tested with. The network is held outside the module
+    tree (no parameters, nothing for ``post_init`` to re-initialise, nothing to train), follows
+    the backbone's device and dtype through ``.to()``, and always runs in eval mode. Frames are
+    normalised as the Lite weights were trained: ``(x - 127) / 128`` on 0..255 RGB.
+    """
+
+    kind = "efficientnet-lite0"
+    feature_size = 1280
+    probe: torch.Tensor
+    _net: nn.Module | None
+
+    def __init__(self, config: VideoCaptionerConfig) -> None:
+        super().__init__()
+        self.image_size = config.image_size
+        # Tracks the device/dtype the captioner is moved to (the network follows it on load).
+        self.register_derived_buffers()
+        object.__setattr__(self, "_net", None)  # not a submodule: see the class docstring
+
+    def buffer_values(self) -> dict[str, torch.Tensor]:
+        return {"probe": torch.zeros(0)}
+
+    @property
+    def identity(self) -> str:
+        """What the features depend on: the weight file's sha256 (for :func:`backbone_id`)."""
+        from models.perception.weights import WEIGHTS
+
+        return WEIGHTS[self.kind][0].sha256
+
+    @property
+    def tower(self) -> nn.Module:
+        """The frozen network, loaded from the checked weight file on first use."""
+        if self._net is None:
+            from models.perception.tags import build_efficientnet_lite0
+
+            with torch.device("cpu"):  # real tensors, even while a checkpoint loads on "meta"
+                net = build_efficientnet_lite0().requires_grad_(False)
+            if self.probe.device.type != "meta":
+                net = net.to(self.probe.device, self.probe.dtype)
+            object.__setattr__(self, "_net", net)
+        assert self._net is not None
+        return self._net
+
+    def _apply(self, fn: Any, recurse: bool = True) -> EfficientNetLiteBackbone:
+        super()._apply(fn, recurse)
+        if self._net is not None:
+            self._net._apply(fn)
+        return self
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, T, 3, H, W) RGB at ``image_size`` -> float (B, T, 1280)."""
+        from models.perception.tags import PIXEL_MEAN, PIXEL_STD, lite0_features
+
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
+        b, t = frames.shape[:2]
+        tower = self.tower.eval()
+        dtype = next(tower.parameters()).dtype
+        x = (frames.flatten(0, 1).to(dtype) - PIXEL_MEAN) / PIXEL_STD  # (B*T, 3, H, W)
+        with torch.no_grad():
+            pooled = lite0_features(tower, x)  # (B*T, 1280)
+        return pooled.float().view(b, t, -1)
+
+
 def build_visual_backbone(config: VideoCaptionerConfig) -> nn.Module:
     """The visual backbone the config asks for (weights random until loaded)."""
+    if config.visual_backbone == EfficientNetLiteBackbone.kind:
+        return EfficientNetLiteBackbone(config)
     if config.visual_backbone_config is None:
         return FrameCNN(config)
     return PretrainedVisualBackbone(config)
@@ -284,6 +355,10 @@ def backbone_id(backbone: nn.Module) -> str:
     for name, tensor in sorted(backbone.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    identity = getattr(backbone, "identity", None)
+    if identity is not None:  # weights outside the state dict, pinned by their sha256
+        digest.update(identity.encode())
+        return f"{backbone.kind}-{type(backbone).__name__}-{digest.hexdigest()[:16]}"
     tower = getattr(backbone, "tower", None)
     kind = tower.config.model_type if tower is not None else BUILTIN
     return f"{kind}-{type(backbone).__name__}-{digest.hexdigest()[:16]}"

@@ -18,6 +18,9 @@ FRAME_FITS = ("crop", "pad")
 # Pretrained towers we know how to feed (model_type of their config).
 VISUAL_TOWERS = ("clip_vision_model", "siglip_vision_model", "vit", "dinov2")
 AUDIO_TOWERS = ("whisper", "audio-spectrogram-transformer")
+# Packaged frozen visual backbones, selected by name (weights from a checked package file).
+VISUAL_BACKBONES = ("efficientnet-lite0",)
+PACKAGED_IMAGE_SIZE = {"efficientnet-lite0": 224}
 
 
 def _positive(name: str, value: Any) -> None:
@@ -118,6 +121,10 @@ class VideoCaptionerConfig(PreTrainedConfig):
             states (followed by the question tokens for questions), its decoder writes text.
         visual_backbone_config: A pretrained vision tower's config (for example
             ``clip_vision_model``), or None for the built-in frame CNN.
+        visual_backbone: A packaged frozen visual backbone by name (``efficientnet-lite0``:
+            1280-d features, set ``videobert_config.visual_feature_size`` to 1280), or None.
+            Exclusive with ``visual_backbone_config``; its weights are never saved with the
+            model (they come from their checked package file).
         audio_backbone_config: A pretrained audio encoder's config (``whisper`` or
             ``audio-spectrogram-transformer``), or None for the built-in log-mel CNN.
         freeze_backbones: Keep pretrained towers frozen (and in eval mode) while training.
@@ -163,6 +170,7 @@ class VideoCaptionerConfig(PreTrainedConfig):
     decoder_config: Any = None
     visual_backbone_config: Any = None
     audio_backbone_config: Any = None
+    visual_backbone: str | None = None
     freeze_backbones: bool = True
     frame_size: int = 64
     frame_fit: str = "pad"
@@ -219,6 +227,13 @@ class VideoCaptionerConfig(PreTrainedConfig):
                 f" decoder_config.max_position_embeddings"
                 f" ({self.decoder_config.max_position_embeddings})"
             )
+        if self.visual_backbone is not None:
+            if self.visual_backbone not in VISUAL_BACKBONES:
+                raise ValueError(
+                    f"unknown visual_backbone {self.visual_backbone!r}; known: {VISUAL_BACKBONES}"
+                )
+            if self.visual_backbone_config is not None:
+                raise ValueError("give visual_backbone or visual_backbone_config, not both")
         tower = self.visual_backbone_config
         if tower is not None and tower.model_type not in VISUAL_TOWERS:
             raise ValueError(
@@ -233,6 +248,8 @@ class VideoCaptionerConfig(PreTrainedConfig):
     @property
     def image_size(self) -> int:
         """Side of the square frames the visual backbone sees."""
+        if self.visual_backbone is not None:
+            return PACKAGED_IMAGE_SIZE[self.visual_backbone]
         tower = self.visual_backbone_config
         return int(tower.image_size) if tower is not None else self.frame_size
 
