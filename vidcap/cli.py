@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -242,7 +243,16 @@ def _follow(client: VidcapClient, job: dict[str, Any]) -> dict[str, Any]:
             raise typer.Exit(130) from None
 
 
-def _remote_caption(file: Path, server: str, api_key: str | None, segments: float | None) -> None:
+def _remote_caption(
+    file: Path,
+    server: str,
+    api_key: str | None,
+    segments: float | None,
+    *,
+    language: str | None = None,
+    translate: bool = False,
+    as_json: bool = False,
+) -> None:
     import time
 
     from tqdm import tqdm
@@ -265,6 +275,8 @@ def _remote_caption(file: Path, server: str, api_key: str | None, segments: floa
                 created = client.upload(
                     file,
                     segment_seconds=segments,
+                    language=language,
+                    translate=translate,
                     on_progress=lambda sent, _total: bar.update(sent - bar.n),
                 )
             upload_s = time.perf_counter() - began
@@ -280,14 +292,67 @@ def _remote_caption(file: Path, server: str, api_key: str | None, segments: floa
     timings = {name: round(float(s), 4) for name, s in job["timings"].items()}
     timings["upload"] = round(upload_s, 4)
     timings["total"] = round(time.perf_counter() - began, 4)
-    _print_json(
-        {
-            **ids,
-            "caption": job["result"]["caption"],
-            "segments": job["result"]["segments"],
-            "timings_s": timings,
-        }
-    )
+    result = job["result"]
+    if as_json:
+        _print_json({**ids, **result, "timings_s": timings})
+    else:
+        sys.stdout.write(_caption_report(ids, result, timings))
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss.s`` (``h:mm:ss.s`` past an hour) for people reading times in a terminal."""
+    tenths = max(0, round(float(seconds) * 10))
+    minutes, tenth_s = divmod(tenths, 600)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{minutes:02d}:{tenth_s / 10:04.1f}" if hours else f"{minutes}:{tenth_s / 10:04.1f}"
+    return f"{hours}:{text}" if hours else text
+
+
+def _span(item: dict[str, Any]) -> str:
+    return f"{_clock(item['start'])}-{_clock(item['end'])}"
+
+
+def _tag_text(tag: dict[str, Any]) -> str:
+    names = [n for n in tag.get("names") or [] if n != tag["label"]]
+    shown = f"{tag['label']} ({', '.join(names[:2])})" if names else tag["label"]
+    return f"{shown} {round(100 * float(tag['score']))}%"
+
+
+def _caption_report(ids: dict[str, str], result: dict[str, Any], timings: dict[str, float]) -> str:
+    """A caption job's result for people: description, speech, on-screen text, tags."""
+    lines = [f"video {ids['video_id']} (job {ids['job_id']})", ""]
+    lines += ["Description:", f"  {result.get('caption') or '(none)'}"]
+    for segment in result.get("segments") or []:
+        lines.append(f"  {_span(segment)}  {segment['text']}")
+
+    def speech(title: str, transcript: dict[str, Any] | None) -> None:
+        lines.append("")
+        if not transcript or not transcript.get("segments"):
+            lines.append(f"{title}: nothing is said")
+            return
+        language = transcript.get("language") or "unknown"
+        probability = round(100 * float(transcript.get("language_probability") or 0))
+        lines.append(f"{title} (language {language}, {probability}%; {transcript['model']}):")
+        for segment in transcript["segments"]:
+            other = segment.get("language")
+            mark = f" [{other}]" if other and other != transcript.get("language") else ""
+            lines.append(f"  {_span(segment)}  {segment['text']}{mark}")
+
+    speech("Speech", result.get("transcript"))
+    if result.get("translation") is not None:
+        speech("Translation", result["translation"])
+    lines.append("")
+    texts = result.get("on_screen_text") or []
+    lines.append("On-screen text:" if texts else "On-screen text: none read")
+    for item in texts:
+        lines.append(f"  {_span(item)}  {item['text']}")
+    lines.append("")
+    tags = ((result.get("tags") or {}).get("video")) or []
+    lines.append("Tags: " + ("; ".join(_tag_text(t) for t in tags[:5]) if tags else "none"))
+    total = timings.get("total")
+    if total is not None:
+        lines += ["", f"Done in {total:.1f} s (--json for everything, with timings per stage)."]
+    return "\n".join(lines) + "\n"
 
 
 def _remote_ask(video_id: str, question: str, server: str, api_key: str | None) -> None:
@@ -326,16 +391,50 @@ def caption_command(
     device: DeviceOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language",
+            help="With --server: the spoken language (ISO 639-1 code such as en, ru), or auto.",
+        ),
+    ] = None,
+    translate: Annotated[
+        bool,
+        typer.Option("--translate", help="With --server: also translate the speech to English."),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="With --server: print everything as JSON instead of a summary."
+        ),
+    ] = False,
 ) -> None:
     """Caption a video (and its segments) and print JSON with timings per stage.
 
     With --server, the video is uploaded to that vidcap server (progress on stderr) and the
-    JSON holds its video_id and job_id, the caption and the segments.
+    result is printed for people: the description and its segments, the speech's language
+    and transcript with times, on-screen text with times and the top tags. --json prints all
+    of it as JSON (video_id, job_id, caption, segments, transcript, translation,
+    on_screen_text, tags, subtitle cues, timings_s).
     """
     if server:
         _no_local_options(model=model, device=device, save=save)
-        _remote_caption(file, server, api_key, segments)
+        _remote_caption(
+            file,
+            server,
+            api_key,
+            segments,
+            language=language,
+            translate=translate,
+            as_json=as_json,
+        )
         return
+    if language is not None or translate:
+        raise typer.BadParameter(
+            "speech options need a server (--server URL); for subtitles of a local file use"
+            " `vidcap transcribe`",
+            param_hint="--language" if language is not None else "--translate",
+        )
 
     from models.pipeline import StageTimer
 
@@ -404,6 +503,200 @@ def ask_command(
             "timings_s": _timings(load_s, timer),
         }
     )
+
+
+# ---------------------------------------------------------------------- subtitles, locally
+
+
+class SubtitleFormat(StrEnum):
+    """What ``vidcap transcribe`` writes."""
+
+    VTT = "vtt"
+    SRT = "srt"
+    JSON = "json"
+
+
+def _transcribe_fail(code: str, message: str) -> NoReturn:
+    # stdout is often redirected into the subtitle file: say it on stderr too.
+    sys.stderr.write(f"vidcap transcribe: {message}\n")
+    _print_json({"error": {"code": code, "message": message}})
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _whisper_language(language: str | None) -> str | None:
+    from models.perception.languages import WHISPER_LANGUAGES
+
+    if language is None or language.strip().lower() in ("", "auto"):
+        return None
+    code = language.strip().lower()
+    if code not in WHISPER_LANGUAGES:
+        raise typer.BadParameter(
+            f"unknown language {language!r}: use an ISO 639-1 code (en, de, ru, ...) or auto",
+            param_hint="--language",
+        )
+    return code
+
+
+@app.command("transcribe")
+def transcribe_command(
+    file: Annotated[Path, typer.Argument(help="A video file.")],
+    format: Annotated[
+        SubtitleFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="vtt (WebVTT), srt or json (default: from --output's suffix, else vtt).",
+        ),
+    ] = None,
+    translate: Annotated[
+        bool, typer.Option("--translate", help="Subtitles in English, whatever is spoken.")
+    ] = False,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language", help="The spoken language as an ISO 639-1 code (default: detected)."
+        ),
+    ] = None,
+    whisper_model: Annotated[
+        str | None,
+        typer.Option(
+            "--whisper-model",
+            help="tiny.en (English only, fastest), base (99 languages), or a CTranslate2 Whisper"
+            " directory (default: VIDCAP_WHISPER_MODEL, else base).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the subtitles here instead of to stdout."),
+    ] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Subtitles of what is said in a video, made on this machine (no server needed).
+
+    Whisper transcribes the audio track (or translates it to English with --translate) and the
+    words are cut into short, readable cues. A video without speech, or without sound, gives
+    a valid file with no cues. Progress is shown on stderr.
+    """
+    import time
+
+    from app.subtitles import to_srt, to_vtt
+    from models.perception.subtitles import speech_cues
+
+    code = _whisper_language(language)
+    chosen = format
+    if chosen is None:
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        chosen = SubtitleFormat(suffix) if suffix in {f.value for f in SubtitleFormat} else None
+    chosen = chosen or SubtitleFormat.VTT
+    if not file.is_file():
+        _transcribe_fail("file_not_found", f"no such file: {file}")
+    settings = get_settings()
+    try:
+        info = probe(file, limits=settings.media_limits())
+    except MediaError as e:
+        _transcribe_fail(e.code, f"{file}: {e.message}")
+
+    from models.perception.result import Transcript
+    from models.perception.speech import SpeechRecognizer
+    from models.perception.weights import WeightsError
+
+    model = whisper_model or settings.whisper_model
+    task = "translate" if translate else "transcribe"
+    load_s = transcribe_s = 0.0
+    if not info.has_audio:  # nothing to hear: no need to load Whisper
+        transcript = Transcript(task=task, model=Path(model).name)
+    else:
+        began = time.perf_counter()
+        try:
+            recognizer = SpeechRecognizer(model, device=device or settings.device)
+        except (WeightsError, FileNotFoundError) as e:
+            _transcribe_fail("model_not_found", str(e))
+        load_s = time.perf_counter() - began
+        began = time.perf_counter()
+        transcript = _transcribe_with_progress(
+            recognizer, file, info.duration_s, code, task, settings.media_limits()
+        )
+        transcribe_s = time.perf_counter() - began
+    cues = speech_cues(transcript)
+    if chosen is SubtitleFormat.VTT:
+        text = to_vtt(cues)
+    elif chosen is SubtitleFormat.SRT:
+        text = to_srt(cues)
+    else:
+        text = json.dumps(
+            {
+                "file": str(file),
+                "model": transcript.model,
+                "task": transcript.task,
+                "language": transcript.language,
+                "language_probability": transcript.language_probability,
+                "duration_s": round(info.duration_s, 3),
+                "segments": [
+                    {
+                        "start": s.start,
+                        "end": s.end,
+                        "text": s.text,
+                        "language": s.language,
+                        "confidence": s.confidence,
+                    }
+                    for s in transcript.segments
+                ],
+                "cues": cues,
+                "timings_s": {"load": round(load_s, 4), "transcribe": round(transcribe_s, 4)},
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        text += "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(output)
+    said = f"language {transcript.language}" if transcript.language else "no speech"
+    sys.stderr.write(f"wrote {output}: {len(cues)} cues, {said}\n")
+
+
+def _transcribe_with_progress(
+    recognizer: Any,
+    file: Path,
+    duration_s: float,
+    language: str | None,
+    task: str,
+    limits: Any,
+) -> Any:
+    """``recognizer.transcribe_file`` with a progress bar (seconds of audio) on stderr."""
+    from tqdm import tqdm
+
+    total = round(duration_s, 1)
+    with tqdm(
+        total=total,
+        desc="transcribing",
+        unit="s",
+        file=sys.stderr,
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+    ) as bar:
+
+        def update(seconds: float) -> None:
+            done = max(bar.n, min(total, round(float(seconds), 1)))
+            if done != bar.n:
+                bar.n = done
+                bar.refresh()
+
+        try:
+            transcript = recognizer.transcribe_file(
+                file, language=language, task=task, limits=limits, on_progress=update
+            )
+        except MediaError as e:
+            bar.close()
+            _transcribe_fail(e.code, f"{file}: {e.message}")
+        except ValueError as e:  # translation asked of an English-only model, and the like
+            bar.close()
+            _transcribe_fail("invalid_option", str(e))
+        update(total)
+        return transcript
 
 
 # ---------------------------------------------------------------------- data, training, eval

@@ -252,11 +252,15 @@ class VidcapClient:
         segment_seconds: float | None,
         frames_per_second: float | None,
         max_frames: int | None,
+        language: str | None = None,
+        translate: bool = False,
     ) -> dict[str, Any]:
         options = {
             "segment_seconds": segment_seconds,
             "frames_per_second": frames_per_second,
             "max_frames": max_frames,
+            "language": language,
+            "translate": True if translate else None,
         }
         return {k: v for k, v in options.items() if v is not None}
 
@@ -269,6 +273,8 @@ class VidcapClient:
         segment_seconds: float | None = None,
         frames_per_second: float | None = None,
         max_frames: int | None = None,
+        language: str | None = None,
+        translate: bool = False,
         idempotency_key: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
@@ -283,6 +289,9 @@ class VidcapClient:
                 None).
             frames_per_second: Frames sampled per second (the model's default if None).
             max_frames: At most this many frames in all.
+            language: The spoken language as an ISO 639-1 code (``en``, ``ru``, ...), or
+                ``auto``/None to detect it (an unknown code: ``validation_error``).
+            translate: Also translate the speech to English (a ``translation`` track).
             idempotency_key: Retrying with the same key returns the first upload's video
                 instead of storing a second one.
             on_progress: Called as ``on_progress(bytes_sent, total)`` with the file's bytes
@@ -296,10 +305,8 @@ class VidcapClient:
                 ...), or the server could not be reached.
             OSError: The file cannot be read.
         """
-        fields = {
-            k: str(v)
-            for k, v in self._options(segment_seconds, frames_per_second, max_frames).items()
-        }
+        options = self._options(segment_seconds, frames_per_second, max_frames, language, translate)
+        fields = {k: "true" if v is True else str(v) for k, v in options.items()}
         body = _MultipartFile(Path(path), fields, on_progress)
         headers = {"Content-Type": body.content_type, "Content-Length": str(body.content_length)}
         if idempotency_key is not None:
@@ -313,6 +320,8 @@ class VidcapClient:
         segment_seconds: float | None = None,
         frames_per_second: float | None = None,
         max_frames: int | None = None,
+        language: str | None = None,
+        translate: bool = False,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Have the server fetch a video from an http(s) address and queue its captioning.
@@ -322,6 +331,8 @@ class VidcapClient:
             segment_seconds: As for :meth:`upload`.
             frames_per_second: As for :meth:`upload`.
             max_frames: As for :meth:`upload`.
+            language: As for :meth:`upload`.
+            translate: As for :meth:`upload`.
             idempotency_key: As for :meth:`upload`.
 
         Returns:
@@ -331,7 +342,8 @@ class VidcapClient:
             VidcapError: The API refused it (``url_not_allowed``, ``fetch_failed``, ...), or
                 the server could not be reached.
         """
-        body = {"url": url, **self._options(segment_seconds, frames_per_second, max_frames)}
+        options = self._options(segment_seconds, frames_per_second, max_frames, language, translate)
+        body = {"url": url, **options}
         headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
         return cast(dict[str, Any], self._json("POST", "/v1/videos", json=body, headers=headers))
 
@@ -366,24 +378,34 @@ class VidcapClient:
         """
         self._request("DELETE", f"/v1/videos/{quote(video_id, safe='')}")
 
-    def captions(self, video_id: str, format: str = "json") -> dict[str, Any] | str:
-        """A captioned video's captions.
+    def captions(
+        self, video_id: str, format: str = "json", *, track: str | None = None
+    ) -> dict[str, Any] | str:
+        """One caption track of a captioned video.
 
         Args:
             video_id: The video.
             format: ``json``, ``vtt`` (WebVTT) or ``srt``.
+            track: ``speech`` (subtitles of what is said), ``description`` (the captioner's
+                segments) or ``translation`` (the speech in English, when asked at upload);
+                None: the server's default, speech when the video has speech.
 
         Returns:
-            For ``json``, ``{"video_id", "caption", "segments"}``; otherwise the subtitle
-            file's text.
+            For ``json``, ``{"video_id", "track", "language", "caption", "segments"}``
+            (``caption``: the whole-video description, on the description track only);
+            otherwise the subtitle file's text.
 
         Raises:
-            VidcapError: ``video_not_found``, ``video_not_ready``, ``video_failed``, ...
+            VidcapError: ``video_not_found``, ``video_not_ready``, ``video_failed``,
+                ``track_not_found`` (the video has no such track), ...
         """
         path = f"/v1/videos/{quote(video_id, safe='')}/captions"
+        params = {"format": format}
+        if track is not None:
+            params["track"] = track
         if format == "json":
-            return cast(dict[str, Any], self._json("GET", path, params={"format": format}))
-        return self._request("GET", path, params={"format": format}).text
+            return cast(dict[str, Any], self._json("GET", path, params=params))
+        return self._request("GET", path, params=params).text
 
     def ask(self, video_id: str, question: str) -> dict[str, Any]:
         """Ask a question about a captioned video.

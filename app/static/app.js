@@ -47,6 +47,7 @@
       "The server could not download the video from that link. Check that it opens the video file itself, not a web page.",
     fetch_timeout: "Downloading the video from that link took too long.",
     too_many_redirects: "That link redirects too many times to follow.",
+    track_not_found: "This video has no such subtitle track. Choose another one.",
     video_not_ready: "The video is still being captioned. Ask again once it is ready.",
     video_failed: "This video could not be captioned, so there is nothing to ask about.",
     job_finished: "That job had already finished.",
@@ -67,6 +68,9 @@
 
   const STAGES = {
     probing: "Checking the file",
+    transcribing: "Listening to the speech",
+    reading_text: "Reading the text on screen",
+    tagging: "Recognising what is seen",
     decoding: "Reading frames and sound",
     features: "Looking and listening",
     fusion: "Putting sight and sound together",
@@ -79,6 +83,13 @@
     failed: "Failed",
     canceled: "Canceled",
   };
+  // The caption tracks a video can have, in the order the selector lists them.
+  const TRACK_NAMES = {
+    speech: "Speech",
+    translation: "English translation",
+    description: "Description",
+  };
+
   const VIDEO_STATUS_OF_JOB = {
     queued: "queued",
     running: "processing",
@@ -110,6 +121,8 @@
     blobUrls: [], // object URLs of the current video, revoked when it changes
     uploading: false,
     pendingDelete: null,
+    track: null, // the caption track shown ("speech", "description", "translation"; "" off)
+    lines: [], // the transcript segments listed beside the video (speech or its translation)
   };
 
   // --------------------------------------------------------------------------- the API
@@ -322,6 +335,12 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
   }
 
+  function clockPrecise(seconds) {
+    const s = Math.max(0, seconds);
+    const whole = clock(s);
+    return `${whole}.${Math.floor((s % 1) * 10)}`;
+  }
+
   function bytes(n) {
     if (n < 1024) return `${n} B`;
     const units = ["KB", "MB", "GB", "TB"];
@@ -474,6 +493,15 @@
     return input.value;
   }
 
+  // The speech options of the upload form, as form fields (nothing sent for the defaults).
+  function speechOptions() {
+    const options = {};
+    const language = $("language-input").value;
+    if (language && language !== "auto") options.language = language;
+    if ($("translate-input").checked) options.translate = true;
+    return options;
+  }
+
   function setUploading(busy) {
     state.uploading = busy;
     $("drop").classList.toggle("busy", busy);
@@ -494,6 +522,7 @@
     const form = new FormData();
     form.append("file", file, file.name);
     if (seconds) form.append("segment_seconds", seconds);
+    for (const [name, value] of Object.entries(speechOptions())) form.append(name, String(value));
 
     setUploading(true);
     const box = $("upload-progress-box");
@@ -555,7 +584,7 @@
     let body;
     try {
       const seconds = segmentSeconds();
-      body = { url };
+      body = { url, ...speechOptions() };
       if (seconds) body.segment_seconds = Number(seconds);
     } catch (error) {
       showError($("upload-error"), error);
@@ -634,6 +663,9 @@
     player.load();
     for (const url of state.blobUrls) URL.revokeObjectURL(url);
     state.blobUrls = [];
+    state.track = null;
+    state.lines = [];
+    $("track-select").replaceChildren();
   }
 
   function closeVideo() {
@@ -760,6 +792,15 @@
     $("result").hidden = false;
     $("caption").textContent = video.caption || "(no caption)";
     renderSegments(video.segments || []);
+    const tracks = trackNames(video);
+    state.track = tracks[0];
+    renderTrackSelect(video, tracks);
+    $("transcript-find").value = "";
+    renderTranscript();
+    // The transcript first when something is said, else the description's segments.
+    selectTab(hasSpeech(video) ? "transcript" : "segments", false);
+    renderTags(video.tags);
+    renderScreenText(video.on_screen_text || []);
     attachMedia(video, signal);
     loadQuestions(video, signal);
     const ask = $("question-form").querySelector("button");
@@ -800,12 +841,281 @@
 
   function highlight(time) {
     const segments = (state.current && state.current.segments) || [];
-    const active = segments.findIndex((s) => time >= s.start && time < s.end);
-    for (const button of $("segments").querySelectorAll(".segment")) {
+    mark($("segments"), segments.findIndex((s) => time >= s.start && time < s.end));
+    const spoken = state.lines.findIndex((s) => time >= s.start && time < s.end);
+    const changed = mark($("transcript"), spoken);
+    if (changed && spoken >= 0 && !$("player").paused) keepInView($("transcript"), spoken);
+  }
+
+  // Marks the button of segment `active` (-1: none) as current; true when that changed.
+  function mark(list, active) {
+    let changed = false;
+    for (const button of list.querySelectorAll(".segment")) {
       const on = Number(button.dataset.index) === active;
+      if (on === (button.getAttribute("aria-current") === "true")) continue;
+      changed = true;
       if (on) button.setAttribute("aria-current", "true");
       else button.removeAttribute("aria-current");
     }
+    return changed;
+  }
+
+  // Scrolls the list (never the page) so the line being spoken is in sight.
+  function keepInView(list, index) {
+    const button = list.querySelector(`.segment[data-index="${index}"]`);
+    if (!button || button.closest("[hidden]")) return;
+    const top = button.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
+    const bottom = top + button.offsetHeight;
+    if (top < list.scrollTop || bottom > list.scrollTop + list.clientHeight) {
+      list.scrollTop = Math.max(0, top - list.clientHeight / 3);
+    }
+  }
+
+  // --------------------------------------------------------------------------- speech, tags, text
+
+  function hasSpeech(video) {
+    return Boolean(video.transcript && video.transcript.segments && video.transcript.segments.length);
+  }
+
+  // The caption tracks of a video, the default first (the API lists them so).
+  function trackNames(video) {
+    const names = Object.keys(video.tracks || {}).filter((name) => TRACK_NAMES[name]);
+    return names.length ? names : ["description"];
+  }
+
+  function languageName(code) {
+    if (!code) return "";
+    try {
+      const names = new Intl.DisplayNames([navigator.language || "en", "en"], { type: "language" });
+      return names.of(code) || code;
+    } catch {
+      return code;
+    }
+  }
+
+  function trackLabel(video, name) {
+    if (name === "speech" && video.transcript && video.transcript.language) {
+      return `${TRACK_NAMES.speech} (${languageName(video.transcript.language)})`;
+    }
+    return TRACK_NAMES[name] || name;
+  }
+
+  function renderTrackSelect(video, tracks) {
+    const select = $("track-select");
+    select.replaceChildren(
+      ...tracks.map((name) => el("option", { value: name, text: trackLabel(video, name) })),
+      el("option", { value: "", text: "Off" }),
+    );
+    select.value = state.track;
+    describeTrack();
+  }
+
+  function describeTrack() {
+    const video = state.current;
+    const note = $("track-language");
+    note.textContent = "";
+    if (!video) return;
+    const t = state.track === "speech" ? video.transcript : state.track === "translation" ? video.translation : null;
+    if (t && t.language && t.language_probability && state.track === "speech") {
+      note.textContent = `detected with ${Math.round(100 * t.language_probability)}% confidence`;
+    }
+    const downloads = $("download-note");
+    downloads.textContent = state.track ? `${TRACK_NAMES[state.track]} track` : "";
+  }
+
+  // Shows the chosen caption track on the player (and the matching transcript beside it).
+  function chooseTrack(name) {
+    state.track = name;
+    $("track-select").value = name;
+    applyTrackModes();
+    describeTrack();
+    renderTranscript();
+    showFirstCue();
+  }
+
+  // Only the chosen track shows (the browser may switch one on by itself, by its preferences).
+  function applyTrackModes() {
+    for (const node of $("player").querySelectorAll("track")) {
+      const mode = node.dataset.track === state.track ? "showing" : "disabled";
+      if (node.track.mode !== mode) node.track.mode = mode;
+    }
+  }
+
+  // The transcript beside the video: the translation while that track is on, else the speech.
+  function renderTranscript() {
+    const video = state.current || {};
+    const translated = state.track === "translation" && video.translation;
+    const transcript = translated ? video.translation : video.transcript;
+    const segments = (transcript && transcript.segments) || [];
+    state.lines = segments;
+    const main = transcript && transcript.language;
+    const list = $("transcript");
+    list.replaceChildren(
+      ...segments.map((segment, index) => {
+        const other = segment.language && main && segment.language !== main;
+        return el(
+          "li",
+          { "data-index": index },
+          el(
+            "button",
+            {
+              type: "button",
+              class: "segment line",
+              "data-index": index,
+              "aria-label": `Play from ${clock(segment.start)}: ${segment.text}`,
+              title: `${clockPrecise(segment.start)}–${clockPrecise(segment.end)}, ${Math.round(100 * (segment.confidence || 0))}% sure`,
+              onclick: () => seek(segment.start),
+            },
+            el("span", { class: "time", text: clock(segment.start) }),
+            el(
+              "span",
+              { class: "text" },
+              el("span", { class: "words", text: segment.text }),
+              other ? el("span", { class: "lang", text: languageName(segment.language) }) : null,
+            ),
+          ),
+        );
+      }),
+    );
+    $("tab-transcript").textContent = translated ? "Transcript (English)" : "Transcript";
+    $("transcript-find").disabled = !segments.length;
+    if (!segments.length) {
+      list.append(el("li", { class: "muted small empty-line", text: "Nothing is said in this video." }));
+    }
+    findInTranscript();
+    highlight($("player").currentTime || 0);
+  }
+
+  // Filters the transcript to the lines holding the words typed, and marks them.
+  function findInTranscript() {
+    const query = $("transcript-find").value.trim().replace(/\s+/g, " ");
+    const needle = query.toLowerCase();
+    let shown = 0;
+    for (const item of $("transcript").querySelectorAll("li[data-index]")) {
+      const words = item.querySelector(".words");
+      const text = state.lines[Number(item.dataset.index)].text;
+      const at = needle ? text.toLowerCase().indexOf(needle) : -1;
+      const match = !needle || at >= 0;
+      item.hidden = !match;
+      if (match) shown += 1;
+      if (!needle) {
+        words.textContent = text;
+        continue;
+      }
+      const parts = [];
+      let from = 0;
+      let found = at;
+      while (found >= 0) {
+        parts.push(text.slice(from, found), el("mark", { text: text.slice(found, found + needle.length) }));
+        from = found + needle.length;
+        found = text.toLowerCase().indexOf(needle, from);
+      }
+      parts.push(text.slice(from));
+      words.replaceChildren(...parts.filter((part) => part !== ""));
+    }
+    const total = state.lines.length;
+    $("transcript-count").textContent = !needle || !total
+      ? ""
+      : shown
+        ? `${shown} of ${total} ${total === 1 ? "line" : "lines"} ${shown === 1 ? "matches" : "match"} “${query}”.`
+        : `No line matches “${query}”.`;
+  }
+
+  function tagItem(tag) {
+    const names = (tag.names || []).filter((name) => name !== tag.label);
+    const percent = Math.round(100 * (tag.score || 0));
+    return el(
+      "li",
+      { class: "tag", title: `${tag.label}: ${percent}%` },
+      el("span", { class: "tag-name", text: tag.label }),
+      names.length ? el("span", { class: "tag-label", text: names.join(" · ") }) : null,
+      scoreOf(percent),
+    );
+  }
+
+  function scoreOf(percent) {
+    const bar = el("span", { class: "score-bar" });
+    bar.style.width = `${Math.max(4, percent)}%`; // CSSOM: allowed by the CSP, unlike style=""
+    return el(
+      "span",
+      { class: "score" },
+      el("span", { class: "score-track", "aria-hidden": "true" }, bar),
+      el("span", { class: "score-text", text: `${percent}%` }),
+    );
+  }
+
+  function renderTags(tags) {
+    const video = (tags && tags.video) || [];
+    const list = $("tags");
+    list.replaceChildren(...video.map(tagItem));
+    if (!video.length) list.append(el("li", { class: "muted small", text: "Nothing was recognised." }));
+    const segments = ((tags && tags.segments) || []).filter((s) => s.tags && s.tags.length);
+    $("segment-tags-title").hidden = !segments.length;
+    $("segment-tags").replaceChildren(
+      ...segments.map((segment) =>
+        timedItem(
+          segment,
+          segment.tags
+            .slice(0, 3)
+            .map((t) => {
+              const name = (t.names || []).find((n) => n !== t.label);
+              return `${t.label}${name ? ` (${name})` : ""} ${Math.round(100 * t.score)}%`;
+            })
+            .join(", "),
+        ),
+      ),
+    );
+  }
+
+  function renderScreenText(items) {
+    const list = $("screen-text");
+    list.replaceChildren(...items.map((item) => timedItem(item, item.text, "screen")));
+    if (!items.length) list.append(el("li", { class: "muted small", text: "No text was read on screen." }));
+  }
+
+  // A list item with its time span: a button that plays from its start.
+  function timedItem(item, text, kind = "") {
+    return el(
+      "li",
+      {},
+      el(
+        "button",
+        {
+          type: "button",
+          class: `timed ${kind}`.trim(),
+          "aria-label": `Play from ${clock(item.start)}: ${text}`,
+          onclick: () => seek(item.start),
+        },
+        el("span", { class: "time", text: `${clock(item.start)}–${clock(item.end)}` }),
+        el("span", { class: "text", text }),
+      ),
+    );
+  }
+
+  // --------------------------------------------------------------------------- tabs
+
+  function selectTab(name, focus = true) {
+    for (const tab of $("result").querySelectorAll('[role="tab"]')) {
+      const on = tab.id === `tab-${name}`;
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+      tab.tabIndex = on ? 0 : -1;
+      $(tab.getAttribute("aria-controls")).hidden = !on;
+      if (on && focus) tab.focus();
+    }
+  }
+
+  function setupTabs() {
+    const tabs = [...$("result").querySelectorAll('[role="tab"]')];
+    tabs.forEach((tab, index) => {
+      tab.addEventListener("click", () => selectTab(tab.id.slice(4), false));
+      tab.addEventListener("keydown", (event) => {
+        const step = { ArrowRight: 1, ArrowLeft: -1, Home: -index, End: tabs.length - 1 - index }[event.key];
+        if (step === undefined) return;
+        event.preventDefault();
+        const next = tabs[(index + step + tabs.length) % tabs.length];
+        selectTab(next.id.slice(4));
+      });
+    });
   }
 
   // Media and captions: signed URLs from the API when it gives them (usable without the
@@ -815,18 +1125,31 @@
     const note = $("player-note");
     note.hidden = true;
     try {
-      const captions = video.captions_url
-        ? video.captions_url
-        : await blobUrl(`/v1/videos/${encodeURIComponent(video.id)}/captions?format=vtt`, signal);
-      if (signal.aborted) return;
-      const track = el("track", { kind: "captions", label: "Captions", srclang: "en", default: "" });
-      track.src = captions;
-      track.addEventListener("load", () => {
-        track.track.mode = "showing";
-        showFirstCue();
-      });
-      player.append(track);
-      track.track.mode = "showing";
+      for (const name of trackNames(video)) {
+        const link = (video.tracks || {})[name] || video.captions_url;
+        const captions = link
+          ? link
+          : await blobUrl(
+              `/v1/videos/${encodeURIComponent(video.id)}/captions?format=vtt&track=${name}`,
+              signal,
+            );
+        if (signal.aborted) return;
+        const language = name === "speech" ? video.transcript && video.transcript.language : "en";
+        const track = el("track", {
+          kind: name === "description" ? "captions" : "subtitles",
+          label: trackLabel(video, name),
+          srclang: language || "en",
+          "data-track": name,
+          default: name === state.track ? "" : null,
+        });
+        track.src = captions;
+        track.addEventListener("load", () => {
+          applyTrackModes();
+          if (state.track === name) showFirstCue();
+        });
+        player.append(track);
+        applyTrackModes();
+      }
     } catch (error) {
       if (!signal.aborted) showError($("video-error"), error);
     }
@@ -878,7 +1201,24 @@
   function setupPlayer() {
     const player = $("player");
     player.addEventListener("timeupdate", () => highlight(player.currentTime));
-    player.addEventListener("loadedmetadata", showFirstCue);
+    player.addEventListener("seeked", () => highlight(player.currentTime));
+    $("track-select").addEventListener("change", (event) => chooseTrack(event.target.value));
+    // The player's own subtitle menu: follow what it shows.
+    player.textTracks.addEventListener("change", () => {
+      if (!state.current || state.track === null) return;
+      const showing = [...player.querySelectorAll("track")]
+        .filter((t) => t.track.mode === "showing")
+        .map((t) => t.dataset.track);
+      // One track on, or none: the player's menu chose it. More: put ours back alone.
+      if (showing.length === 1 && showing[0] !== state.track) chooseTrack(showing[0]);
+      else if (!showing.length && state.track) chooseTrack("");
+      else if (showing.length > 1) applyTrackModes();
+    });
+    $("transcript-find").addEventListener("input", findInTranscript);
+    player.addEventListener("loadedmetadata", () => {
+      applyTrackModes();
+      showFirstCue();
+    });
     player.addEventListener("error", () => {
       if (!player.getAttribute("src")) return;
       const note = $("player-note");
@@ -894,8 +1234,10 @@
     const button = $(`download-${format}`);
     button.disabled = true;
     try {
+      const tracks = trackNames(video);
+      const track = state.track || tracks[0];
       const response = await request(
-        `/v1/videos/${encodeURIComponent(video.id)}/captions?format=${format}`,
+        `/v1/videos/${encodeURIComponent(video.id)}/captions?format=${format}&track=${track}`,
       );
       if (!response.ok) {
         const body = await response.json().catch(() => null);
@@ -903,7 +1245,8 @@
       }
       const url = URL.createObjectURL(await response.blob());
       const stem = (video.filename || video.id).replace(/\.[^.]+$/, "") || video.id;
-      const link = el("a", { href: url, download: `${stem}.${format}`, hidden: "" });
+      const suffix = track === tracks[0] ? "" : `.${track}`;
+      const link = el("a", { href: url, download: `${stem}${suffix}.${format}`, hidden: "" });
       document.body.append(link);
       link.click();
       link.remove();
@@ -1142,6 +1485,7 @@
     });
     setupDrop();
     setupPlayer();
+    setupTabs();
     boot();
   }
 

@@ -2,13 +2,16 @@
 
 The browser is Debian's ``chromium-headless-shell`` (``.ci/run`` installs it) driven by
 Playwright, which never downloads a browser here. Screenshots of the page's main states are
-written to ``test-artifacts/page/`` (git-ignored) for people to look at.
+written to the test's ``tmp_path/screenshots/`` and, when ``VIDCAP_SCREENSHOTS`` names a
+folder, copied there for people to look at.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,6 @@ import pytest
 from tests.conftest import API_KEYS
 
 CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "page"
 
 pytestmark = [
     pytest.mark.slow,
@@ -75,13 +77,27 @@ def page_of(browser_home: Path) -> Iterator[Any]:
             browser.close()
 
 
-def shot(page: Any, name: str, full_page: bool = False) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+@pytest.fixture
+def shot(tmp_path: Path) -> Callable[..., Path]:
+    """``shot(page, name, full_page=False)``: a screenshot in tmp_path/screenshots, copied to
+    $VIDCAP_SCREENSHOTS when it is set (for people to look at)."""
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    keep = Path(os.environ["VIDCAP_SCREENSHOTS"]) if os.environ.get("VIDCAP_SCREENSHOTS") else None
+
+    def take(page: Any, name: str, full_page: bool = False) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, keep / path.name)
+        return path
+
+    return take
 
 
 def test_page_uploads_plays_captions_answers_and_deletes(
-    make_service: Any, make_video: Any, page_of: Any
+    make_service: Any, make_video: Any, page_of: Any, shot: Any
 ) -> None:
     # No worker yet: the upload stays queued long enough to be seen, then one is started.
     service = make_service(workers=0)
@@ -156,7 +172,7 @@ def test_page_uploads_plays_captions_answers_and_deletes(
     page.emulate_media(color_scheme="light")
 
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download captions (VTT)").click()
+        page.get_by_role("button", name="Download subtitles (VTT)").click()
     assert download.value.suggested_filename == video_file.stem + ".vtt"
     assert Path(download.value.path()).read_text().startswith("WEBVTT")
 
@@ -260,3 +276,192 @@ def test_every_error_code_has_a_sentence_for_people() -> None:
     ]
     missing = [code for code in STATUS if not re.search(rf"\b{code}:", table)]
     assert not missing, f"app/static/app.js MESSAGES lacks {missing}"
+
+
+# --------------------------------------------------------------------------- real footage
+
+VISIBLE_LINES = (
+    "() => [...document.querySelectorAll('#transcript li[data-index]')]"
+    ".filter(li => !li.hidden).length"
+)
+
+
+def words(text: str) -> str:
+    """Lower case, punctuation and line breaks gone: what a person reads."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def wait_ready(page: Any, service: Any, name: str) -> dict[str, Any]:
+    """Waits for the page to show the captioned video ``name``; returns it from the API."""
+    page.locator("#caption").wait_for(timeout=240_000)
+    with service.client(None) as client:
+        videos = client.get("/v1/videos").json()["videos"]
+    (video,) = [v for v in videos if v["filename"] == name]
+    assert video["status"] == "ready", video
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+    return video
+
+
+def showing_cues(page: Any, track: str) -> list[str]:
+    """The cue texts of the player's ``track`` once it shows them (the others are off)."""
+    page.wait_for_function(
+        "name => { const ts = [...document.querySelectorAll('#player track')];"
+        " const t = ts.find(t => t.dataset.track === name);"
+        " return t && t.track.mode === 'showing' && t.track.cues && t.track.cues.length > 0"
+        " && ts.every(o => o === t || o.track.mode !== 'showing'); }",
+        arg=track,
+    )
+    return list(
+        page.evaluate(
+            "name => [...document.querySelector(`#player track[data-track=${name}]`).track.cues]"
+            ".map(c => c.text)",
+            track,
+        )
+    )
+
+
+def test_page_shows_speech_tracks_transcript_tags_and_screen_text(
+    make_service: Any, page_of: Any, shot: Any, real_data: Path, real_manifest: dict[str, Any]
+) -> None:
+    service = make_service(workers=1, env={"VIDCAP_API_KEYS": ""})
+    page = page_of()
+    page.goto(service.url + "/")
+    page.get_by_text("No videos yet").wait_for()
+
+    # --- speech: uploaded with the speech options of the form -------------------------------
+    spoken = real_data / "derived" / "photo_dog_speech.mp4"
+    expected = words(real_manifest["derived/photo_dog_speech.mp4"]["speech"][0]["text"])
+    page.get_by_label("Spoken language").select_option("en")
+    page.get_by_label("Translate speech to English").check()
+    page.locator("#file-input").set_input_files(str(spoken))
+    page.get_by_text("Listening to the speech").or_(page.locator("#caption")).first.wait_for(
+        timeout=240_000
+    )
+    video = wait_ready(page, service, spoken.name)
+    assert video["options"]["language"] == "en" and video["options"]["translate"] is True
+    transcript = video["transcript"]
+    assert transcript["language"] == "en" and transcript["segments"], transcript
+    assert set(video["tracks"]) == {"speech", "description", "translation"}
+
+    # the speech track is on by default, and its cues say what is said
+    select = page.get_by_label("Subtitles")
+    assert select.input_value() == "speech"
+    options = select.locator("option").all_inner_texts()
+    assert options == ["Speech (English)", "Description", "English translation", "Off"]
+    cues = showing_cues(page, "speech")
+    assert "greasy wash" in words(" ".join(cues)), cues
+    assert any(word in words(" ".join(cues)) for word in expected.split()[-3:])
+
+    # the transcript beside the video: its lines, what the API says
+    assert page.get_by_role("tab", name="Transcript").get_attribute("aria-selected") == "true"
+    lines = page.locator("#transcript li[data-index] .words")
+    assert lines.all_inner_texts() == [s["text"] for s in transcript["segments"]]
+    assert "greasy wash" in words(" ".join(lines.all_inner_texts()))
+    page.locator("#player").evaluate("v => { v.currentTime = 5; }")
+    page.wait_for_function("() => document.querySelector('#player').currentTime > 4.9")
+    shot(page, "speech-1-ready")
+
+    # a click on a line's time plays from there; the line is marked as the one spoken
+    first = transcript["segments"][0]
+    page.locator("#transcript .segment .time").first.click()
+    page.wait_for_function(
+        "s => Math.abs(document.querySelector('#player').currentTime - s) < 0.1", arg=first["start"]
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#transcript .segment').getAttribute('aria-current')"
+        " === 'true'"
+    )
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player');"
+        " const t = [...v.querySelectorAll('track')].find(t => t.track.mode === 'showing');"
+        " return !v.seeking && v.readyState >= 2 && t.track.activeCues.length === 1; }"
+    )
+    shot(page, "speech-2-seeked")
+
+    # find in the transcript: the lines narrow to the matches, which are marked
+    find = page.get_by_label("Find in the transcript")
+    find.fill("no such words here")
+    page.wait_for_function(f"() => ({VISIBLE_LINES})() === 0")
+    page.get_by_text("No line matches").wait_for()
+    find.fill("greasy")
+    matching = [s for s in transcript["segments"] if "greasy" in s["text"].lower()]
+    page.wait_for_function(f"n => ({VISIBLE_LINES})() === n", arg=len(matching))
+    assert page.locator("#transcript mark").first.inner_text().lower() == "greasy"
+    shot(page, "speech-3-find")
+    find.fill("")
+    page.wait_for_function(f"n => ({VISIBLE_LINES})() === n", arg=len(transcript["segments"]))
+
+    # the description track: the player shows the captioner's segments instead
+    select.select_option("description")
+    cues = showing_cues(page, "description")
+    assert cues == [s["text"] for s in video["segments"] if s["text"].strip()]
+    page.get_by_role("tab", name="Segments").click()
+    assert page.locator("#segments .segment").count() == len(video["segments"])
+    shot(page, "speech-4-description")
+    page.get_by_role("tab", name="Transcript").click()
+
+    # the translation track: the transcript beside it shows the English text
+    select.select_option("translation")
+    showing_cues(page, "translation")
+    page.get_by_role("tab", name="Transcript (English)").wait_for()
+    english = [s["text"] for s in video["translation"]["segments"]]
+    assert page.locator("#transcript li[data-index] .words").all_inner_texts() == english
+    select.select_option("speech")
+    showing_cues(page, "speech")
+
+    # what is seen: the video's tags with their scores, and per segment
+    tags = page.locator("#tags .tag")
+    assert tags.count() == len(video["tags"]["video"]) > 0
+    top = video["tags"]["video"][0]
+    assert tags.first.locator(".tag-name").inner_text().lower() == top["label"].lower()
+    assert tags.first.locator(".score-text").inner_text() == f"{round(100 * top['score'])}%"
+    timed_tags = [s for s in video["tags"]["segments"] if s["tags"]]
+    assert page.locator("#segment-tags li").count() == len(timed_tags)
+    assert page.locator("#screen-text li").count() == max(1, len(video["on_screen_text"]))
+    page.locator(".insights").scroll_into_view_if_needed()
+    shot(page, "speech-5-tags")
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_timeout(300)
+    shot(page, "speech-6-dark", full_page=True)
+    page.emulate_media(color_scheme="light")
+
+    # --- on-screen text: a sign, no speech -------------------------------------------------
+    sign = real_data / "derived" / "text_beware_of_the_dog.mp4"
+    page.get_by_label("Spoken language").select_option("auto")
+    page.get_by_label("Translate speech to English").uncheck()
+    page.locator("#file-input").set_input_files(str(sign))
+    page.locator("#video-title", has_text=sign.name).wait_for()
+    video = wait_ready(page, service, sign.name)
+    assert video["options"].get("translate") in (None, False)
+    assert set(video["tracks"]) == {"description"}
+    assert page.get_by_label("Subtitles").input_value() == "description"
+    showing_cues(page, "description")
+    # nothing said: the segments are shown first, the transcript says so
+    assert page.get_by_role("tab", name="Segments").get_attribute("aria-selected") == "true"
+    items = video["on_screen_text"]
+    assert items, "no text read on the sign"
+    assert "beware" in words(" ".join(i["text"] for i in items))
+    buttons = page.locator("#screen-text .timed")
+    assert buttons.count() == len(items)
+    assert [t.lower() for t in buttons.locator(".text").all_inner_texts()] == [
+        i["text"].lower() for i in items
+    ]
+    last = items[-1]
+    page.locator("#player").evaluate("v => { v.currentTime = 6.5; }")
+    page.wait_for_function("() => document.querySelector('#player').currentTime > 6.4")
+    buttons.last.click()
+    page.wait_for_function(
+        "s => Math.abs(document.querySelector('#player').currentTime - s) < 0.1", arg=last["start"]
+    )
+    page.locator(".insights").scroll_into_view_if_needed()
+    shot(page, "text-1-sign")
+    page.get_by_role("tab", name="Transcript").click()
+    page.get_by_text("Nothing is said in this video.").wait_for()
+
+    # --- a phone: nothing wider than the screen --------------------------------------------
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "text-2-phone", full_page=True)
+
+    assert page.errors == [], page.errors

@@ -85,3 +85,93 @@ def test_synth_pattern_reads_back_at_any_size():
         image = synth.pattern_frame(index, 640, 360)
         small = np.asarray(Image.fromarray(image).resize((100, 56)))
         assert synth.frame_index(small) == index
+
+
+# ---------------------------------------------------------------------- vidcap transcribe
+
+
+def words(text):
+    """Lower case, no punctuation, no line breaks: what a person reads."""
+    return " ".join("".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split())
+
+
+@pytest.mark.slow
+def test_transcribe_writes_subtitles_of_real_speech(real_data, real_manifest, tmp_path):
+    path = real_data / "derived" / "photo_dog_speech.mp4"
+    said = real_manifest["derived/photo_dog_speech.mp4"]["speech"][0]
+    result = vidcap("transcribe", str(path), "--whisper-model", "tiny.en")
+    assert result.returncode == 0, result.stderr
+    vtt = result.stdout
+    assert vtt.startswith("WEBVTT\n\n00:00:")
+    assert "greasy wash water" in words(vtt)
+    assert "transcribing" in result.stderr and "100%" in result.stderr  # the progress bar
+
+    # the same as SRT into a file (the format from its suffix), and as JSON
+    out = tmp_path / "subs" / "dog.srt"
+    result = vidcap("transcribe", str(path), "--whisper-model", "tiny.en", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    srt = out.read_text()
+    assert srt.startswith("1\n00:00:00,") and "greasy wash water" in words(srt)
+    assert f"wrote {out}" in result.stderr
+
+    result = vidcap("transcribe", str(path), "-f", "json", "--whisper-model", "tiny.en")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["language"] == "en" and found["model"] == "tiny.en"
+    assert found["task"] == "transcribe"
+    (segment,) = found["segments"]
+    assert abs(segment["start"] - said["start"]) < 0.5 and abs(segment["end"] - said["end"]) < 0.5
+    assert "greasy wash water" in words(segment["text"])
+    assert words(" ".join(c["text"] for c in found["cues"])) == words(segment["text"])
+
+
+@pytest.mark.slow
+def test_transcribe_translate_with_a_multilingual_model(real_data):
+    # Russian speech, in English (base: the packaged multilingual model).
+    path = real_data / "derived" / "photo_kitchen_speech_ru.mp4"
+    result = vidcap("transcribe", str(path), "--translate", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["task"] == "translate" and found["language"] == "ru"
+    text = " ".join(s["text"] for s in found["segments"])
+    assert text and all(ord(c) < 0x400 for c in text), text  # Latin script, not Cyrillic
+
+
+def test_transcribe_a_video_without_sound_gives_an_empty_file(real_data):
+    path = real_data / "derived" / "photo_beach_kites_noaudio.mp4"
+    result = vidcap("transcribe", str(path), "--whisper-model", "tiny.en")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "WEBVTT\n"
+    result = vidcap("transcribe", str(path), "--whisper-model", "tiny.en", "--format", "srt")
+    assert result.returncode == 0 and result.stdout == ""
+
+
+def test_transcribe_a_silent_synthetic_video_gives_an_empty_file(make_video):
+    result = vidcap("transcribe", str(make_video("h264_aac_mp4")), "--whisper-model", "tiny.en")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "WEBVTT\n"
+
+
+def test_transcribe_refuses_bad_files_and_options(make_video, tmp_path):
+    result = vidcap("transcribe", str(make_video("text")), "--whisper-model", "tiny.en")
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"]["code"] == "not_a_video"
+    assert "not a video" in result.stderr  # said where a person sees it
+
+    result = vidcap("transcribe", str(tmp_path / "nope.mp4"))
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"]["code"] == "file_not_found"
+
+    path = str(make_video("h264_aac_mp4", duration=1))
+    result = vidcap("transcribe", path, "--language", "xx")
+    assert result.returncode == 2 and "unknown language" in result.stderr
+
+    result = vidcap("transcribe", path, "--whisper-model", str(tmp_path))
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"]["code"] == "model_not_found"
+
+    result = vidcap("transcribe", path, "--whisper-model", "tiny.en", "--translate")
+    assert result.returncode == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "invalid_option" and "English-only" in error["message"]

@@ -7,6 +7,7 @@ import http.server
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -161,6 +162,30 @@ def test_video_list_and_captions(client: VidcapClient, captioned: dict[str, Any]
     assert "00:00:00.000 --> 00:00:01.000" in vtt
     srt = client.captions(video_id, format="srt")
     assert isinstance(srt, str) and srt.startswith("1\n00:00:00,000 --> 00:00:01,000\n")
+    # a tone, no speech: the description is the only track, and the default one
+    assert as_json["track"] == "description" and as_json["caption"] == video["caption"]
+    assert client.captions(video_id, track="description") == as_json
+    assert set(video["tracks"]) == {"description"}
+    with pytest.raises(VidcapError) as info:
+        client.captions(video_id, format="vtt", track="speech")
+    assert (info.value.code, info.value.status) == ("track_not_found", 404)
+    assert video["transcript"]["segments"] == []
+    assert video["translation"] is None
+
+
+def test_upload_speech_options(client: VidcapClient, make_video: Any) -> None:
+    path = make_video("h264_aac_mp4", duration=1, width=112)
+    created = client.upload(path, language="de", translate=True)
+    assert created["video"]["options"]["language"] == "de"
+    assert created["video"]["options"]["translate"] is True
+    with pytest.raises(VidcapError) as info:
+        client.upload(path, language="klingon")
+    assert (info.value.code, info.value.status) == ("validation_error", 422)
+    assert "language" in info.value.message
+    try:  # no need to spend the worker on it
+        client.cancel(created["job"]["id"])
+    except VidcapError as e:
+        assert e.code == "job_finished"
 
 
 def test_ask_and_wait_gives_an_answer(client: VidcapClient, captioned: dict[str, Any]) -> None:
@@ -279,9 +304,9 @@ def test_oversized_upload_timeout_and_cancel(
 
 @pytest.fixture(scope="module")
 def cli_captioned(service: Any, make_video: Any) -> dict[str, Any]:
-    """``vidcap caption FILE --server URL --segments 1``: its output."""
+    """``vidcap caption FILE --server URL --segments 1 --json``: its output."""
     path = make_video("h264_aac_mp4", duration=2, height=96)
-    result = vidcap("caption", str(path), "--server", service.url, "--segments", "1")
+    result = vidcap("caption", str(path), "--server", service.url, "--segments", "1", "--json")
     assert result.returncode == 0, (result.stdout, result.stderr, service.logs())
     return {"stdout": json.loads(result.stdout), "stderr": result.stderr}
 
@@ -290,13 +315,61 @@ def test_cli_caption_with_server_prints_json_and_shows_progress(
     cli_captioned: dict[str, Any],
 ) -> None:
     out = cli_captioned["stdout"]
-    assert set(out) == {"video_id", "job_id", "caption", "segments", "timings_s"}
+    assert {
+        "video_id",
+        "job_id",
+        "caption",
+        "segments",
+        "transcript",
+        "translation",
+        "on_screen_text",
+        "tags",
+        "timings_s",
+    } <= set(out)
+    assert out["transcript"]["segments"] == [] and out["translation"] is None
+    assert isinstance(out["tags"]["video"], list)
     assert isinstance(out["caption"], str)
     assert [(s["start"], s["end"]) for s in out["segments"]] == [(0, 1), (1, 2)]
     assert {"upload", "total"} <= set(out["timings_s"])
     stderr = cli_captioned["stderr"]
     assert "upload" in stderr and "100%" in stderr
     assert "generating" in stderr or "succeeded" in stderr
+
+
+def test_cli_caption_with_server_prints_a_summary_for_people(service: Any, make_video: Any) -> None:
+    path = make_video("h264_aac_mp4", duration=2, height=96)  # the same bytes: stored once
+    result = vidcap("caption", str(path), "--server", service.url, "--segments", "1")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    out = result.stdout
+    assert out.startswith("video vid_")
+    assert "\nDescription:\n" in out and "  0:00.0-0:01.0  " in out
+    assert "\nSpeech: nothing is said\n" in out
+    assert "\nOn-screen text" in out and "\nTags: " in out
+
+
+def test_cli_caption_with_server_prints_the_transcript(
+    service: Any, client: VidcapClient, real_data: Path
+) -> None:
+    path = real_data / "derived" / "photo_dog_speech.mp4"
+    result = vidcap("caption", str(path), "--server", service.url, "--language", "en")
+    assert result.returncode == 0, (result.stdout, result.stderr, service.logs())
+    out = result.stdout
+    speech = out[out.index("\nSpeech (language en") :]
+    line = next(x for x in speech.splitlines() if "greasy" in x.lower())
+    assert re.match(r"  0:0\d\.\d-0:0\d\.\d  \S", line), line
+    assert "greasy wash" in line.lower()
+    assert "\nTags: " in out
+
+    video_id = out.split()[1]
+    video = client.video(video_id)
+    assert video["options"]["language"] == "en"
+    assert next(iter(video["tracks"])) == "speech"
+    vtt = client.captions(video_id, format="vtt")  # the default track: the speech
+    assert isinstance(vtt, str) and "greasy wash" in " ".join(vtt.lower().split())
+    as_json = client.captions(video_id, track="speech")
+    assert isinstance(as_json, dict)
+    assert as_json["track"] == "speech" and as_json["language"] == "en"
+    assert as_json["caption"] is None and as_json["segments"]
 
 
 def test_cli_ask_with_server_prints_the_answer(service: Any, cli_captioned: dict[str, Any]) -> None:
