@@ -1,12 +1,15 @@
-"""Speech to text with Whisper (faster-whisper / CTranslate2), one part per language.
+"""Speech to text with Whisper (faster-whisper / CTranslate2), one language per part.
 
 The audio is cut into speech *parts* with Silero VAD (silence, tones and music give none, so
-they never reach Whisper, which would otherwise invent words for them). Each part (speech
-between pauses, at most 30 s) gets its own language detection; neighbouring parts in the
-same language are joined into a *run* and each run is decoded with its language fixed, the
-way faster-whisper decodes a whole file (its speech concatenated, 30 s windows, the previous
-text as prompt). Long audio is fed in chunks (:meth:`SpeechRecognizer.transcribe_chunks`):
-a part cut by a chunk's end is carried into the next chunk, never split mid-word.
+they never reach Whisper, which would otherwise invent words for them). Consecutive parts are
+packed into *windows* of at most 30 s of speech (Whisper's own window) and each window is
+encoded once: the same encoder output gives the window's language and is decoded with that
+language fixed (the previous window's text as prompt, as faster-whisper decodes a file). When
+Whisper is unsure of a window's language (it may hold two), its parts are detected one by one
+and each run of parts in one language is decoded on its own, so a video that switches
+language is transcribed part by part. Long audio is fed in chunks
+(:meth:`SpeechRecognizer.transcribe_chunks`): a part cut by a chunk's end is carried into the
+next chunk, never split mid-word.
 
 >>> recognizer = SpeechRecognizer("base")        # once per worker process
 >>> transcript = recognizer.transcribe_file("talk.mp4")
@@ -20,7 +23,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +45,42 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+PROMPT_RESET_ON_TEMPERATURE = 0.5  # a window decoded hotter than this is not used as prompt
 BEAM_SIZE = 5
+# A window's language is taken as is when Whisper gives it at least this probability. On
+# speech in one language Whisper's detection puts nearly all of its mass on that language; a
+# tenth or more elsewhere means the window may hold a second language (or one Whisper confuses
+# with a neighbour), so its parts are detected one by one. Erring low only costs time (one
+# encoder pass per part), erring high would decode a part in the wrong language.
+LANGUAGE_SURE = 0.9
+WINDOW_SAMPLES = int(MAX_PART_S * SAMPLE_RATE)
+PROMPT_TOKENS = 223  # the previous text Whisper's prompt holds (half its 448 tokens, less one)
 
 ProgressFn = Callable[[float], None]
 
 
 @dataclass
 class _Part:
-    """Speech between pauses, in samples of the current buffer (unpadded VAD bounds)."""
+    """Speech between pauses, in samples of the current buffer.
+
+    ``start``/``end`` are the unpadded VAD bounds, ``lo``/``hi`` the padded span decoded.
+    """
 
     start: int
     end: int
+    lo: int = 0
+    hi: int = 0
     language: str = ""
     probability: float = 1.0
-    encoded: Any = None  # the encoder's output for this part alone, reused when it is a run
+    encoded: Any = None  # the encoder's output for this part alone (per-part detection)
+
+
+@dataclass
+class _Context:
+    """The previous window's text (tokens) and language: the next window's prompt."""
+
+    language: str = ""
+    tokens: list[int] = field(default_factory=list)
 
 
 def _threads(cpu_threads: int) -> int:
@@ -207,20 +232,21 @@ class SpeechRecognizer:
         segments: list[SpeechSegment] = []
         # language -> [speech seconds, probability * seconds]
         heard: dict[str, list[float]] = {}
+        context = _Context()
         carry = np.zeros(0, dtype=np.float32)
         carry_at = 0.0
         for chunk_at, chunk in self._resampled(chunks, sample_rate):
             if len(carry) and abs(carry_at + len(carry) / SAMPLE_RATE - chunk_at) > 0.05:
                 # Not contiguous with what is carried: finish that first.
-                segments += self._buffer(carry, carry_at, language, task, heard)
+                segments += self._buffer(carry, carry_at, language, task, heard, context)
                 carry = np.zeros(0, dtype=np.float32)
             buffer = np.concatenate([carry, chunk]) if len(carry) else chunk
             at = chunk_at - len(carry) / SAMPLE_RATE
             done, carry, carry_at = self._split_final(buffer, at)
-            segments += self._buffer(done, at, language, task, heard)
+            segments += self._buffer(done, at, language, task, heard, context)
             report(carry_at)
         if len(carry):
-            segments += self._buffer(carry, carry_at, language, task, heard)
+            segments += self._buffer(carry, carry_at, language, task, heard, context)
         report(total_s or carry_at + len(carry) / SAMPLE_RATE)
         if not segments:
             return Transcript(task=task, model=self.name)
@@ -329,34 +355,58 @@ class SpeechRecognizer:
         language: str | None,
         task: str,
         heard: dict[str, list[float]],
+        context: _Context,
     ) -> list[SpeechSegment]:
-        """Transcribe one buffer: parts, languages, runs."""
+        """Transcribe one buffer: parts, windows, languages, runs."""
         parts = self._parts(audio)
-        if not parts:
-            return []
-        if language is None:
-            for part in parts:
-                self._detect(audio, part)
-        else:
-            for part in parts:
-                part.language = language
         out: list[SpeechSegment] = []
-        for run in self._runs(parts):
-            lang = run[0].language
-            found = self._decode(audio, run, lang, task)
-            out += [self._segment(s, lang, at) for s in found]
-            seconds = sum(p.end - p.start for p in run) / SAMPLE_RATE
-            entry = heard.setdefault(lang, [0.0, 0.0])
-            entry[0] += seconds
-            entry[1] += (
-                seconds
-                * sum(p.probability * (p.end - p.start) for p in run)
-                / (seconds * SAMPLE_RATE)
-            )
+        for window in self._windows(parts):
+            speech = self._speech_of(audio, window)
+            encoded = self._encode(speech)
+            if language is not None:
+                runs = [(window, language, encoded)]
+                for part in window:
+                    part.language = language
+            else:
+                runs = self._detect(audio, window, encoded)
+            for run, lang, run_encoded in runs:
+                found = self._decode(audio, run, lang, task, run_encoded, context)
+                out += [self._segment(s, lang, at) for s in found]
+                entry = heard.setdefault(lang, [0.0, 0.0])
+                for part in run:
+                    seconds = (part.end - part.start) / SAMPLE_RATE
+                    entry[0] += seconds
+                    entry[1] += seconds * part.probability
         return [s for s in out if s.text]
 
     def _parts(self, audio: np.ndarray) -> list[_Part]:
-        return [_Part(start, end) for start, end in self._speech(audio)]
+        """VAD parts, each padded by PAD_S either side, never past a neighbour's midpoint."""
+        parts = [_Part(start, end) for start, end in self._speech(audio)]
+        pad = int(PAD_S * SAMPLE_RATE)
+        for i, part in enumerate(parts):
+            lo = part.start - pad
+            hi = part.end + pad
+            if i > 0:
+                lo = max(lo, (parts[i - 1].end + part.start) // 2)
+            if i + 1 < len(parts):
+                hi = min(hi, (part.end + parts[i + 1].start) // 2)
+            part.lo, part.hi = max(lo, 0), min(hi, len(audio))
+        return parts
+
+    @staticmethod
+    def _windows(parts: list[_Part]) -> list[list[_Part]]:
+        """Consecutive parts packed into windows of at most 30 s of padded speech."""
+        windows: list[list[_Part]] = []
+        size = 0
+        for part in parts:
+            length = part.hi - part.lo
+            if windows and size + length <= WINDOW_SAMPLES:
+                windows[-1].append(part)
+                size += length
+            else:
+                windows.append([part])
+                size = length
+        return windows
 
     @staticmethod
     def _runs(parts: list[_Part]) -> list[list[_Part]]:
@@ -369,38 +419,73 @@ class SpeechRecognizer:
         return runs
 
     @staticmethod
-    def _padded(audio: np.ndarray, parts: list[_Part]) -> list[tuple[int, int]]:
-        """Each part's span with PAD_S either side, never past a neighbour's midpoint."""
-        pad = int(PAD_S * SAMPLE_RATE)
-        spans = []
-        for i, part in enumerate(parts):
-            lo = part.start - pad
-            hi = part.end + pad
-            if i > 0:
-                lo = max(lo, (parts[i - 1].end + part.start) // 2)
-            if i + 1 < len(parts):
-                hi = min(hi, (part.end + parts[i + 1].start) // 2)
-            spans.append((max(lo, 0), min(hi, len(audio))))
-        return spans
+    def _speech_of(audio: np.ndarray, parts: list[_Part]) -> np.ndarray:
+        """The parts' padded spans, concatenated."""
+        return np.concatenate([audio[p.lo : p.hi] for p in parts])
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         return self.model.feature_extractor(audio)  # (n_mels, frames)
 
-    def _detect(self, audio: np.ndarray, part: _Part) -> None:
-        """Detect the part's language on its own audio (keeping the encoder's output)."""
+    def _encode(self, speech: np.ndarray) -> Any:
+        """Whisper's encoder output for at most one window of speech."""
         from faster_whisper.audio import pad_or_trim
 
-        ((lo, hi),) = self._padded(audio, [part])
-        features = self._features(audio[lo:hi])
-        encoded = self.model.encode(pad_or_trim(features))
-        results = self.model.model.detect_language(encoded)[0]
-        token, probability = results[0]
-        part.language = token[2:-2]
-        part.probability = float(probability)
-        part.encoded = encoded
+        return self.model.encode(pad_or_trim(self._features(speech)))
 
-    def _decode(self, audio: np.ndarray, run: list[_Part], language: str, task: str) -> list[Any]:
-        """Decode one run's speech, concatenated, with its language fixed."""
+    def _languages(self, encoded: Any) -> list[tuple[str, float]]:
+        """Whisper's language probabilities for one encoded window, best first."""
+        return [
+            (token[2:-2], float(p)) for token, p in self.model.model.detect_language(encoded)[0]
+        ]
+
+    def _detect(
+        self, audio: np.ndarray, window: list[_Part], encoded: Any
+    ) -> list[tuple[list[_Part], str, Any]]:
+        """The window's runs of parts in one language, each with its encoder output.
+
+        The window's language comes from its own encoder output (no extra pass). Only when
+        Whisper is unsure of it (below :data:`LANGUAGE_SURE`) and the window holds several
+        parts is each part detected on its own audio; consecutive parts in one language then
+        form a run, decoded apart (a run that is the whole window, or one part, reuses the
+        encoder output at hand).
+        """
+        language, probability = self._languages(encoded)[0]
+        if probability >= LANGUAGE_SURE or len(window) == 1:
+            for part in window:
+                part.language, part.probability = language, probability
+            return [(window, language, encoded)]
+        for part in window:
+            part.encoded = self._encode(audio[part.lo : part.hi])
+            part.language, part.probability = self._languages(part.encoded)[0]
+        runs = self._runs(window)
+        out = []
+        for run in runs:
+            if len(runs) == 1:
+                run_encoded = encoded
+            elif len(run) == 1:
+                run_encoded = run[0].encoded
+            else:
+                speech = self._speech_of(audio, run)
+                run_encoded = self._encode(speech)
+            out.append((run, run[0].language, run_encoded))
+        for part in window:
+            part.encoded = None  # bounded memory: only the window at hand is kept
+        return out
+
+    def _decode(
+        self,
+        audio: np.ndarray,
+        run: list[_Part],
+        language: str,
+        task: str,
+        encoded: Any,
+        context: _Context,
+    ) -> list[Any]:
+        """Decode a run of parts (at most one window) from its encoder output.
+
+        The previous window's text is the prompt when it was in the same language (Whisper's
+        condition on previous text, as faster-whisper carries it from window to window).
+        """
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import (
             TranscriptionOptions,
@@ -408,13 +493,14 @@ class SpeechRecognizer:
             restore_speech_timestamps,
         )
 
-        spans = self._padded(audio, run)
-        speech = np.concatenate([audio[lo:hi] for lo, hi in spans])
+        speech = self._speech_of(audio, run)
         # English speech is already what translation would give: transcribe it as is.
         run_task = "transcribe" if language == "en" else task
         tokenizer = Tokenizer(
             self.model.hf_tokenizer, self.multilingual, task=run_task, language=language
         )
+        if context.language != language:
+            context.language, context.tokens = language, []
         options = TranscriptionOptions(
             beam_size=self.beam_size,
             best_of=5,
@@ -426,9 +512,9 @@ class SpeechRecognizer:
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
             condition_on_previous_text=True,
-            prompt_reset_on_temperature=0.5,
+            prompt_reset_on_temperature=PROMPT_RESET_ON_TEMPERATURE,
             temperatures=list(TEMPERATURES),
-            initial_prompt=None,
+            initial_prompt=list(context.tokens) or None,
             prefix=None,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
@@ -443,15 +529,19 @@ class SpeechRecognizer:
             hallucination_silence_threshold=None,
             hotwords=None,
         )
-        features = self._features(speech)
-        # A run of one part was encoded for its language already: reuse that window (only
-        # valid when the run's padded audio is exactly what was encoded, at most 30 s).
-        encoded = (
-            run[0].encoded if len(run) == 1 and len(speech) <= MAX_PART_S * SAMPLE_RATE else None
+        # The run is at most one window: generate_segments decodes its first window from
+        # the encoder output given (it encodes again only to go on past a cut-off segment).
+        chunks = [{"start": p.lo, "end": p.hi} for p in run]
+        generated = self.model.generate_segments(
+            self._features(speech), tokenizer, options, False, encoded
         )
-        chunks = [{"start": lo, "end": hi} for lo, hi in spans]
-        found = self.model.generate_segments(features, tokenizer, options, False, encoded)
-        return list(restore_speech_timestamps(found, chunks, SAMPLE_RATE))
+        found = list(restore_speech_timestamps(generated, chunks, SAMPLE_RATE))
+        for s in found:
+            context.tokens += s.tokens
+            if (s.temperature or 0.0) > PROMPT_RESET_ON_TEMPERATURE:
+                context.tokens = []
+        del context.tokens[:-PROMPT_TOKENS]  # all Whisper's prompt can hold
+        return found
 
     def _segment(self, s: Any, language: str, at: float) -> SpeechSegment:
         words = tuple(
