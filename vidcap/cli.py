@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -394,13 +395,11 @@ def caption_command(
     language: Annotated[
         str | None,
         typer.Option(
-            "--language",
-            help="With --server: the spoken language (ISO 639-1 code such as en, ru), or auto.",
+            "--language", help="The spoken language (ISO 639-1 code such as en, ru), or auto."
         ),
     ] = None,
     translate: Annotated[
-        bool,
-        typer.Option("--translate", help="With --server: also translate the speech to English."),
+        bool, typer.Option("--translate", help="Also translate the speech to English.")
     ] = False,
     as_json: Annotated[
         bool,
@@ -409,7 +408,8 @@ def caption_command(
         ),
     ] = False,
 ) -> None:
-    """Caption a video (and its segments) and print JSON with timings per stage.
+    """Caption a video (and its segments) and print JSON with timings per stage: what is said
+    (transcript, subtitle cues), the text on screen and the tags, and the description.
 
     With --server, the video is uploaded to that vidcap server (progress on stderr) and the
     result is printed for people: the description and its segments, the speech's language
@@ -429,18 +429,41 @@ def caption_command(
             as_json=as_json,
         )
         return
-    if language is not None or translate:
+    saved = file.suffix == ".safetensors"
+    if saved and (language is not None or translate):
         raise typer.BadParameter(
-            "speech options need a server (--server URL); for subtitles of a local file use"
-            " `vidcap transcribe`",
+            "saved features hold no speech: caption the video file itself",
             param_hint="--language" if language is not None else "--translate",
         )
+    language = _whisper_language(language)
 
     from models.pipeline import StageTimer
 
     pipe, path, load_s = _load_pipeline(model, device)
     timer = StageTimer()
-    features = _features(pipe, file, timer)
+    found = None
+    if saved:
+        features = _features(pipe, file, timer)
+    else:
+        from models.perception.runner import Perceiver, public_view
+
+        with timer.stage("load_experts"):
+            experts = Perceiver(whisper_model=get_settings().whisper_model, device=device)
+        began, before = time.perf_counter(), sum(timer.seconds.values())
+        try:
+            found, features = experts.run(
+                file,
+                segment_seconds=segments or get_settings().default_segment_s,
+                language=language,
+                translate=translate,
+                during=lambda: pipe.extract(file, timer=timer),
+            )
+        except MediaError as e:
+            _fail(e)
+        # The experts' own wall time, beside the features extracted meanwhile (the stages in
+        # perception_timings_s overlap: speech runs in its own thread).
+        extracted = sum(timer.seconds.values()) - before
+        timer.seconds["perception"] = time.perf_counter() - began - extracted
     result: dict[str, Any] = {
         "file": str(file),
         "model": str(path),
@@ -454,6 +477,9 @@ def caption_command(
             {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
             for s in pipe.caption_segments(features, segments, timer=timer)
         ]
+    if found is not None:
+        result.update(public_view(found))
+        result["perception_timings_s"] = {k: round(v, 4) for k, v in found.timings.items()}
     if save is not None:
         features.save(save)
         result["features"] = str(save)

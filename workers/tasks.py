@@ -21,7 +21,7 @@ from rq.timeouts import JobTimeoutException
 
 from models.media import MediaError
 from models.media.preview import PREVIEW_NAME, needs_preview, write_preview
-from models.perception.result import Perception, Tag, Transcript
+from models.perception.result import Perception
 from workers import runtime
 from workers.queue import retry, rq_job_id
 from workers.store import (
@@ -360,7 +360,7 @@ def caption_video(job_id: str) -> None:
     then the description and its segments. Features and what the experts found are cached
     beside the file, so a retry or a question never runs them again."""
     from models.features import VideoFeatures
-    from models.perception.result import Perception
+    from models.perception.runner import public_view
 
     with attempt(job_id) as job:
         if job is None:
@@ -418,69 +418,9 @@ def caption_video(job_id: str) -> None:
                     {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
                     for s in segments
                 ],
-                **perception_result(found),
+                **public_view(found),
             },
         )
-
-
-def perception_result(found: Perception) -> dict[str, Any]:
-    """What a caption job's record keeps of the experts' findings: the transcript (without
-    word timings, which stay in the file), subtitle cues, on-screen text and tags."""
-    from models.perception.subtitles import speech_cues
-
-    def transcript(t: Transcript | None) -> dict[str, Any] | None:
-        if t is None:
-            return None
-        return {
-            "language": t.language,
-            "language_probability": round(t.language_probability, 4),
-            "task": t.task,
-            "model": t.model,
-            "segments": [
-                {
-                    "start": round(s.start, 3),
-                    "end": round(s.end, 3),
-                    "text": s.text,
-                    "language": s.language,
-                    "confidence": round(s.confidence, 4),
-                }
-                for s in t.segments
-            ],
-        }
-
-    def tag(t: Tag) -> dict[str, Any]:
-        return {"label": t.label, "names": list(t.names), "score": round(t.score, 4)}
-
-    def cues(t: Transcript | None) -> list[dict[str, Any]]:
-        return [] if t is None else speech_cues(t)
-
-    return {
-        "transcript": transcript(found.transcript),
-        "translation": transcript(found.translation),
-        "speech_cues": cues(found.transcript),
-        "translation_cues": cues(found.translation),
-        "on_screen_text": [
-            {
-                "start": round(x.start, 3),
-                "end": round(x.end, 3),
-                "text": x.text,
-                "confidence": round(x.confidence, 4),
-                "box": [round(v, 4) for v in x.box],
-            }
-            for x in found.text
-        ],
-        "tags": {
-            "video": [tag(t) for t in found.tags],
-            "segments": [
-                {
-                    "start": round(s.start, 3),
-                    "end": round(s.end, 3),
-                    "tags": [tag(t) for t in s.tags],
-                }
-                for s in found.segment_tags
-            ],
-        },
-    }
 
 
 def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:

@@ -17,11 +17,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.media import Fit, MediaLimits, probe, sample_frames
-from models.perception.result import Perception, Transcript
+from models.perception.result import Perception, Tag, Transcript
+from models.perception.subtitles import speech_cues
 
 # Frames for the experts: at most one per second, at a size where small text is still legible
 # (16:9 fills it exactly; other shapes are padded), a window at a time.
@@ -248,6 +249,61 @@ def _spans(duration_s: float, segment_seconds: float) -> list[tuple[float, float
     return [(k * segment_seconds, min((k + 1) * segment_seconds, duration_s)) for k in range(count)]
 
 
-def without_words(transcript: Transcript) -> Transcript:
-    """The transcript without word timings (what a job record keeps; the file keeps all)."""
-    return replace(transcript, segments=tuple(replace(s, words=()) for s in transcript.segments))
+def public_view(found: Perception) -> dict[str, Any]:
+    """What the API shows of the experts' findings (a caption job's record keeps it): the
+    transcript (without word timings, which stay in perception.json), subtitle cues, on-screen
+    text and tags, as JSON-able data."""
+
+    def transcript(t: Transcript | None) -> dict[str, Any] | None:
+        if t is None:
+            return None
+        return {
+            "language": t.language,
+            "language_probability": round(t.language_probability, 4),
+            "task": t.task,
+            "model": t.model,
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "text": s.text,
+                    "language": s.language,
+                    "confidence": round(s.confidence, 4),
+                }
+                for s in t.segments
+            ],
+        }
+
+    def tag(t: Tag) -> dict[str, Any]:
+        return {"label": t.label, "names": list(t.names), "score": round(t.score, 4)}
+
+    def cues(t: Transcript | None) -> list[dict[str, Any]]:
+        return [] if t is None else speech_cues(t)
+
+    return {
+        "transcript": transcript(found.transcript),
+        "translation": transcript(found.translation),
+        "speech_cues": cues(found.transcript),
+        "translation_cues": cues(found.translation),
+        "on_screen_text": [
+            {
+                "start": round(x.start, 3),
+                "end": round(x.end, 3),
+                "text": x.text,
+                "confidence": round(x.confidence, 4),
+                "box": [round(v, 4) for v in x.box],
+            }
+            for x in found.text
+        ],
+        "tags": {
+            "video": [tag(t) for t in found.tags],
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "tags": [tag(t) for t in s.tags],
+                }
+                for s in found.segment_tags
+            ],
+        },
+    }

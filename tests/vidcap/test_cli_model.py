@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 STAGES = {"load", "decode", "features", "fusion", "generate", "total"}
+EXPERTS = {"load_experts", "perception"}  # a video file (not saved features) is also heard and read
 
 
 def vidcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,9 +37,28 @@ def test_caption_prints_caption_segments_and_timings(
     assert isinstance(out["caption"], str)
     assert out["frames"] == 6 and out["has_audio"] is True
     assert [(s["start"], s["end"]) for s in out["segments"]] == [(0.0, 1.5), (1.5, 3.0)]
-    assert set(out["timings_s"]) == STAGES
+    assert set(out["timings_s"]) == STAGES | EXPERTS
     assert out["timings_s"]["total"] >= out["timings_s"]["decode"] > 0
     assert saved.is_file() and out["features"] == str(saved)
+    # synthetic tones: no words are invented; no text on screen
+    assert out["transcript"]["segments"] == [] and out["speech_cues"] == []
+    assert out["on_screen_text"] == []
+
+
+def test_caption_of_a_real_clip_prints_transcript_tags_and_cues(
+    real_data: Path, tiny_model_dir: Path
+):
+    clip = real_data / "derived" / "photo_dog_speech.mp4"
+    result = vidcap("caption", str(clip), "--model", str(tiny_model_dir), "--segments", "3")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["transcript"]["language"] == "en"
+    assert "dark suit" in out["transcript"]["segments"][0]["text"].lower()
+    assert out["speech_cues"] and out["speech_cues"][0]["start"] < 1.0
+    names = {n for tag in out["tags"]["video"] for n in tag["names"]}
+    assert "dog" in names, out["tags"]
+    assert len(out["tags"]["segments"]) == 2  # 6 s in segments of 3 s
+    assert {"transcribing", "tagging", "reading_text"} <= set(out["perception_timings_s"])
 
 
 def test_ask_answers_from_saved_features_without_decoding(
