@@ -7,7 +7,7 @@ The input is about 60 s of real English speech: the single-speaker English utter
 real data's ``audio/`` folder, one after another with 1 s of silence between them. For each
 model (``tiny.en`` and ``base`` by default) it times, with the model already loaded:
 
-- ours: ``SpeechRecognizer.transcribe(audio)`` (VAD, language detection per speech part,
+- ours: ``SpeechRecognizer.transcribe(audio)`` (VAD, language detected per 30 s window,
   beam 5, word timestamps, the hallucination guards);
 - direct: ``WhisperModel.transcribe(audio, beam_size=5, vad_filter=True,
   word_timestamps=True)`` on the same loaded model, its segments consumed.

@@ -1,15 +1,15 @@
-"""Speech to text with Whisper (faster-whisper / CTranslate2), one language per part.
+"""Speech to text with Whisper (faster-whisper / CTranslate2), one language per window or part.
 
 The audio is cut into speech *parts* with Silero VAD (silence, tones and music give none, so
-they never reach Whisper, which would otherwise invent words for them). Consecutive parts are
-packed into *windows* of at most 30 s of speech (Whisper's own window) and each window is
-encoded once: the same encoder output gives the window's language and is decoded with that
-language fixed (the previous window's text as prompt, as faster-whisper decodes a file). When
-Whisper is unsure of a window's language (it may hold two), its parts are detected one by one
-and each run of parts in one language is decoded on its own, so a video that switches
-language is transcribed part by part. Long audio is fed in chunks
-(:meth:`SpeechRecognizer.transcribe_chunks`): a part cut by a chunk's end is carried into the
-next chunk, never split mid-word.
+they never reach Whisper, which would otherwise invent words for them). The parts' speech is
+decoded the way faster-whisper decodes a file (concatenated, 30 s windows, the previous text
+as prompt); without a given language each window's language is detected on the very encoder
+output it is decoded from, so detection costs no extra encoder pass. When Whisper is unsure
+of a window's language (below :data:`LANGUAGE_SURE`: it may hold two), the buffer is decoded
+again in windows of whole parts, and a window in doubt is detected part by part, each run of
+parts in one language decoded on its own: a video that switches language is transcribed part
+by part. Long audio is fed in chunks (:meth:`SpeechRecognizer.transcribe_chunks`): a part cut
+by a chunk's end is carried into the next chunk, never split mid-word.
 
 >>> recognizer = SpeechRecognizer("base")        # once per worker process
 >>> transcript = recognizer.transcribe_file("talk.mp4")
@@ -81,6 +81,35 @@ class _Context:
 
     language: str = ""
     tokens: list[int] = field(default_factory=list)
+
+
+class _Detections:
+    """Stands for CTranslate2's Whisper while faster-whisper decodes, to see its detections.
+
+    With ``multilingual`` decoding, faster-whisper detects each window's language on the
+    encoder output it then decodes; this records how sure Whisper was and, for translation,
+    transcribes English windows as spoken (the task token follows the language).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, task: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.task = task
+        self.probability = 1.0
+        self.sure = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def detect_language(self, *args: Any, **kwargs: Any) -> Any:
+        results = self.model.detect_language(*args, **kwargs)
+        token, probability = results[0][0]
+        self.probability = float(probability)
+        self.sure = self.sure and self.probability >= LANGUAGE_SURE
+        if self.task == "translate":
+            task = "transcribe" if token == "<|en|>" else "translate"
+            self.tokenizer.task = self.tokenizer.tokenizer.token_to_id(f"<|{task}|>")
+        return results
 
 
 def _threads(cpu_threads: int) -> int:
@@ -357,26 +386,28 @@ class SpeechRecognizer:
         heard: dict[str, list[float]],
         context: _Context,
     ) -> list[SpeechSegment]:
-        """Transcribe one buffer: parts, windows, languages, runs."""
+        """Transcribe one buffer: parts, windows, languages."""
         parts = self._parts(audio)
-        out: list[SpeechSegment] = []
-        for window in self._windows(parts):
-            speech = self._speech_of(audio, window)
-            encoded = self._encode(speech)
-            if language is not None:
-                runs = [(window, language, encoded)]
-                for part in window:
-                    part.language = language
-            else:
-                runs = self._detect(audio, window, encoded)
-            for run, lang, run_encoded in runs:
-                found = self._decode(audio, run, lang, task, run_encoded, context)
-                out += [self._segment(s, lang, at) for s in found]
-                entry = heard.setdefault(lang, [0.0, 0.0])
-                for part in run:
-                    seconds = (part.end - part.start) / SAMPLE_RATE
-                    entry[0] += seconds
-                    entry[1] += seconds * part.probability
+        if not parts:
+            return []
+        # All the buffer's speech, as faster-whisper decodes a file; without a language,
+        # each window's language comes from the encoder output it is decoded from.
+        found, sure = self._decode(audio, parts, language, task, None, context)
+        if not sure:
+            # Whisper was unsure of some window's language (it may hold two): decode again
+            # window by window, detecting part by part where a window is in doubt.
+            found = []
+            for window in self._windows(parts):
+                encoded = self._encode(self._speech_of(audio, window))
+                for run, lang, run_encoded in self._detect(audio, window, encoded):
+                    found += self._decode(audio, run, lang, task, run_encoded, context)[0]
+        out = []
+        for s, lang, probability in found:
+            out.append(self._segment(s, lang, at))
+            entry = heard.setdefault(lang, [0.0, 0.0])
+            seconds = max(float(s.end - s.start), 0.0)
+            entry[0] += seconds
+            entry[1] += seconds * probability
         return [s for s in out if s.text]
 
     def _parts(self, audio: np.ndarray) -> list[_Part]:
@@ -476,15 +507,18 @@ class SpeechRecognizer:
         self,
         audio: np.ndarray,
         run: list[_Part],
-        language: str,
+        language: str | None,
         task: str,
         encoded: Any,
         context: _Context,
-    ) -> list[Any]:
-        """Decode a run of parts (at most one window) from its encoder output.
+    ) -> tuple[list[tuple[Any, str, float]], bool]:
+        """Decode a run of parts, concatenated: ``([(segment, language, probability)], sure)``.
 
-        The previous window's text is the prompt when it was in the same language (Whisper's
-        condition on previous text, as faster-whisper carries it from window to window).
+        With ``language`` None, each 30 s window's language is detected on the encoder output
+        it is decoded from (no extra encoder pass); ``sure`` is False when one of them was
+        below :data:`LANGUAGE_SURE`. ``encoded``: the run's first window, already encoded.
+        The previous text is the prompt when it was in the same language (Whisper's condition
+        on previous text, as faster-whisper carries it from window to window).
         """
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import (
@@ -497,10 +531,12 @@ class SpeechRecognizer:
         # English speech is already what translation would give: transcribe it as is.
         run_task = "transcribe" if language == "en" else task
         tokenizer = Tokenizer(
-            self.model.hf_tokenizer, self.multilingual, task=run_task, language=language
+            self.model.hf_tokenizer, self.multilingual, task=run_task, language=language or "en"
         )
-        if context.language != language:
+        if language is not None and context.language != language:
             context.language, context.tokens = language, []
+        model = self.model
+        detections = _Detections(model.model, tokenizer, task)
         options = TranscriptionOptions(
             beam_size=self.beam_size,
             best_of=5,
@@ -523,25 +559,33 @@ class SpeechRecognizer:
             word_timestamps=True,
             prepend_punctuations=self._defaults["prepend_punctuations"],
             append_punctuations=self._defaults["append_punctuations"],
-            multilingual=False,
+            multilingual=language is None,
             max_new_tokens=None,
             clip_timestamps="0",
             hallucination_silence_threshold=None,
             hotwords=None,
         )
-        # The run is at most one window: generate_segments decodes its first window from
-        # the encoder output given (it encodes again only to go on past a cut-off segment).
         chunks = [{"start": p.lo, "end": p.hi} for p in run]
-        generated = self.model.generate_segments(
-            self._features(speech), tokenizer, options, False, encoded
-        )
-        found = list(restore_speech_timestamps(generated, chunks, SAMPLE_RATE))
-        for s in found:
-            context.tokens += s.tokens
-            if (s.temperature or 0.0) > PROMPT_RESET_ON_TEMPERATURE:
-                context.tokens = []
+        found: list[tuple[Any, str, float]] = []
+        model.model = detections  # sees each window's language detection
+        try:
+            generated = model.generate_segments(
+                self._features(speech), tokenizer, options, False, encoded
+            )
+            for s in restore_speech_timestamps(generated, chunks, SAMPLE_RATE):
+                if language is None:
+                    found.append((s, tokenizer.language_code, detections.probability))
+                else:
+                    found.append((s, language, 1.0 if encoded is None else run[0].probability))
+                context.tokens += s.tokens
+                if (s.temperature or 0.0) > PROMPT_RESET_ON_TEMPERATURE:
+                    context.tokens = []
+        finally:
+            model.model = detections.model
         del context.tokens[:-PROMPT_TOKENS]  # all Whisper's prompt can hold
-        return found
+        if language is None and found:
+            context.language = found[-1][1]
+        return found, detections.sure
 
     def _segment(self, s: Any, language: str, at: float) -> SpeechSegment:
         words = tuple(
