@@ -62,6 +62,25 @@ def loop_to(images: np.ndarray, times: np.ndarray, seconds: float) -> tuple[np.n
     return images[index], np.arange(n) * step + float(times[0])
 
 
+def compare(
+    what: str,
+    ours: Callable[[], None],
+    reference: Callable[[], None],
+    repeat: int,
+    per: float,
+    unit: str,
+) -> dict[str, Any]:
+    """Best-of-``repeat`` seconds of ours and of the reference, each divided by ``per``."""
+    t_ours, t_ref = best_of(repeat, ours), best_of(repeat, reference)
+    return {
+        "what": what,
+        "ours": t_ours / per,
+        "reference": t_ref / per,
+        "unit": unit,
+        "ratio": t_ours / t_ref,
+    }
+
+
 def bench_ocr(data: Path, repeat: int) -> list[dict[str, Any]]:
     """OCR seconds per video minute: our session vs RapidOCR on every 1 fps frame."""
     from models.perception.ocr import TextReader
@@ -92,16 +111,7 @@ def bench_ocr(data: Path, repeat: int) -> list[dict[str, Any]]:
                 engine(np.ascontiguousarray(image[..., ::-1]))
 
         engine(np.ascontiguousarray(images[0][..., ::-1]))  # warm-up
-        t_ours = best_of(repeat, ours)
-        t_ref = best_of(repeat, reference)
-        rows.append(
-            {
-                "what": f"OCR {name}",
-                "ours_s_per_min": t_ours / minutes,
-                "ref_s_per_min": t_ref / minutes,
-                "ratio": t_ours / t_ref,
-            }
-        )
+        rows.append(compare(f"OCR {name}", ours, reference, repeat, minutes, "s/min"))
     return rows
 
 
@@ -127,16 +137,8 @@ def bench_tags(data: Path, repeat: int) -> list[dict[str, Any]]:
             tagger.tag_frames(frames, times)
 
         raw()  # warm-up
-        t_ours = best_of(repeat, ours)
-        t_raw = best_of(repeat, raw)
-        rows.append(
-            {
-                "what": f"tags batch {batch} ({tagger.device.type})",
-                "ours_s_per_frame": t_ours / batch,
-                "ref_s_per_frame": t_raw / batch,
-                "ratio": t_ours / t_raw,
-            }
-        )
+        what = f"tags batch {batch} ({tagger.device.type})"
+        rows.append(compare(what, ours, raw, repeat, batch, "s/frame"))
     return rows
 
 
@@ -150,10 +152,10 @@ def main() -> None:
     rows = bench_tags(args.data, args.repeat) + bench_ocr(args.data, args.repeat)
     print(f"{'measurement':34} {'ours':>10} {'reference':>10} {'ratio':>6}")
     for row in rows:
-        unit = "s/min" if "ours_s_per_min" in row else "s/frame"
-        ours = row.get("ours_s_per_min", row.get("ours_s_per_frame"))
-        ref = row.get("ref_s_per_min", row.get("ref_s_per_frame"))
-        print(f"{row['what']:34} {ours:>10.4f} {ref:>10.4f} {row['ratio']:>6.2f}  ({unit})")
+        print(
+            f"{row['what']:34} {row['ours']:>10.4f} {row['reference']:>10.4f}"
+            f" {row['ratio']:>6.2f}  ({row['unit']})"
+        )
     OUT_DIR.mkdir(exist_ok=True)
     JSON_PATH.write_text(
         json.dumps({"torch_threads": torch.get_num_threads(), "rows": rows}, indent=2)

@@ -182,6 +182,15 @@ def _timings(load_s: float, timer: Any) -> dict[str, float]:
     return {name: round(seconds, 4) for name, seconds in stages.items()}
 
 
+LanguageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--language",
+        help="The spoken language as an ISO 639-1 code (en, ru, ...), or auto (the default:"
+        " detected per stretch of speech).",
+    ),
+]
+
 ServerOption = Annotated[
     str | None,
     typer.Option(
@@ -392,12 +401,7 @@ def caption_command(
     device: DeviceOption = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
-    language: Annotated[
-        str | None,
-        typer.Option(
-            "--language", help="The spoken language (ISO 639-1 code such as en, ru), or auto."
-        ),
-    ] = None,
+    language: LanguageOption = None,
     translate: Annotated[
         bool, typer.Option("--translate", help="Also translate the speech to English.")
     ] = False,
@@ -577,12 +581,7 @@ def transcribe_command(
     translate: Annotated[
         bool, typer.Option("--translate", help="Subtitles in English, whatever is spoken.")
     ] = False,
-    language: Annotated[
-        str | None,
-        typer.Option(
-            "--language", help="The spoken language as an ISO 639-1 code (default: detected)."
-        ),
-    ] = None,
+    language: LanguageOption = None,
     whisper_model: Annotated[
         str | None,
         typer.Option(
