@@ -9,7 +9,7 @@ The work is what a worker does for a caption job (workers/tasks.caption_video): 
 experts (speech, on-screen text, tags), the captioner's features, the whole-video caption and
 its 5 s segments. Figures: wall seconds per stage, the whole job divided by the video's
 duration (target on a 2-core CPU with Whisper base: <= 0.5), the worker's peak RSS (target
-< 2 GB; the media sandbox's decode children are reported apart), and speech run beside the
+< 2 GB; decoding runs in the media sandbox's children, capped apart), and speech run beside the
 frame experts against the same work done one stage after the other, in the same run.
 """
 
@@ -48,8 +48,8 @@ def make_input(ffmpeg: str) -> Path:
     return path
 
 
-def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def job(experts: Any, pipe: Any, path: Path, overlap: bool) -> dict[str, float]:
@@ -108,7 +108,6 @@ def main() -> None:
         del experts
         gc.collect()
     report["worker_peak_rss_mb"] = round(peak_rss_mb(), 1)
-    report["decode_children_peak_rss_mb"] = round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1)
     report["cpus"] = os.cpu_count()
 
     print(f"\na caption job on {path.name} ({duration:.1f} s, 1280x720), {args.device}")
@@ -125,7 +124,6 @@ def main() -> None:
             f" worker peak RSS so far {run['worker_peak_rss_mb_so_far']:.0f} MB"
         )
     print(f"\n  worker peak RSS {report['worker_peak_rss_mb']:.0f} MB (target < 2048);")
-    print(f"  decode children peak RSS {report['decode_children_peak_rss_mb']:.0f} MB")
     JSON_PATH.write_text(json.dumps(report, indent=2) + "\n")
     print(f"  written to {os.path.relpath(JSON_PATH)}")
 
