@@ -290,6 +290,19 @@ class Attempt:
             self._heartbeat.join(timeout=5)
 
 
+def timed_out(error: BaseException) -> bool:
+    """Whether RQ's job timeout caused ``error``, even when a library caught it and raised its
+    own (RapidOCR's ONNX engine turns any exception into an ONNXRuntimeError)."""
+    seen: BaseException | None = error
+    for _ in range(20):  # a chain of causes is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, JobTimeoutException):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
 def attempt(job_id: str) -> Iterator[Attempt | None]:
     """Runs one attempt of a job; yields None when there is nothing to do.
@@ -325,28 +338,20 @@ def attempt(job_id: str) -> Iterator[Attempt | None]:
     except MediaError as e:
         with contextlib.suppress(Stale):
             current.finish(JobState.FAILED, timings=current.timings, error=e.to_dict())
-    except JobTimeoutException:
+    except Exception as e:
+        if timed_out(e):
+            error = {
+                "code": "job_timeout",
+                "message": f"the job ran longer than its limit of {current.record['timeout_s']} s",
+            }
+        else:
+            log.exception("job %s: failed", job_id)
+            error = {
+                "code": "model_error",
+                "message": "the model failed on this video; the error is in the worker's log",
+            }
         with contextlib.suppress(Stale):
-            current.finish(
-                JobState.FAILED,
-                timings=current.timings,
-                error={
-                    "code": "job_timeout",
-                    "message": "the job ran longer than its limit of "
-                    f"{current.record['timeout_s']} s",
-                },
-            )
-    except Exception:
-        log.exception("job %s: failed", job_id)
-        with contextlib.suppress(Stale):
-            current.finish(
-                JobState.FAILED,
-                timings=current.timings,
-                error={
-                    "code": "model_error",
-                    "message": "the model failed on this video; the error is in the worker's log",
-                },
-            )
+            current.finish(JobState.FAILED, timings=current.timings, error=error)
     except BaseException:
         log.warning("job %s: worker stopping mid-job, putting the job back", job_id)
         current.requeue()

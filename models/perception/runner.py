@@ -12,6 +12,7 @@ window at a time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -31,6 +32,10 @@ FRAME_SIZE = (540, 960)
 WINDOW_FRAMES = 16
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage done)
+
+
+class _Stopped(Exception):
+    """Stops the speech thread when the rest of the run failed (a timeout, a cancel)."""
 
 
 @dataclass
@@ -161,9 +166,16 @@ class Perceiver:
         """
         report = on_progress or (lambda stage, done: None)
         info = probe(path, limits=self.limits, isolate=self.isolate)
+        stop = threading.Event()  # set when this thread fails: speech stops at its next step
+
+        def speech_progress(stage: str, done: float) -> None:
+            if stop.is_set():
+                raise _Stopped()
+            report(stage, done)
+
         speech = _Background(
             lambda: self.transcribe(
-                path, language=language, translate=translate, on_progress=report
+                path, language=language, translate=translate, on_progress=speech_progress
             )
         )
         if overlap:
@@ -176,8 +188,12 @@ class Perceiver:
                 path, info.duration_s, info.frame_count, report, timings
             )
             extra = during() if during is not None else None
-        finally:
-            transcript, translation = speech.join()
+        except BaseException:
+            stop.set()
+            with contextlib.suppress(_Stopped):
+                speech.join()
+            raise
+        transcript, translation = speech.join()
         timings["transcribing"] = speech.seconds  # in its own thread, beside the rest
         spans = _spans(info.duration_s, segment_seconds)
         video_tags, segment_tags = self.tagger.summarize(frame_tags, spans)

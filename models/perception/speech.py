@@ -77,10 +77,13 @@ class _Part:
 
 @dataclass
 class _Context:
-    """The previous window's text (tokens) and language: the next window's prompt."""
+    """The previous window's text (tokens) and language: the next window's prompt; and
+    ``tick``, called after every decoded segment (the caller's progress hook, which may raise
+    to stop a long transcription: a cancel, a timeout elsewhere)."""
 
     language: str = ""
     tokens: list[int] = field(default_factory=list)
+    tick: Callable[[], None] = lambda: None
 
 
 class _Detections:
@@ -261,7 +264,8 @@ class SpeechRecognizer:
         segments: list[SpeechSegment] = []
         # language -> [speech seconds, probability * seconds]
         heard: dict[str, list[float]] = {}
-        context = _Context()
+        position = [0.0]  # the timeline position reported last
+        context = _Context(tick=lambda: report(position[0]))
         carry = np.zeros(0, dtype=np.float32)
         carry_at = 0.0
         for chunk_at, chunk in self._resampled(chunks, sample_rate):
@@ -273,6 +277,7 @@ class SpeechRecognizer:
             at = chunk_at - len(carry) / SAMPLE_RATE
             done, carry, carry_at = self._split_final(buffer, at)
             segments += self._buffer(done, at, language, task, heard, context)
+            position[0] = carry_at
             report(carry_at)
         if len(carry):
             segments += self._buffer(carry, carry_at, language, task, heard, context)
@@ -580,6 +585,7 @@ class SpeechRecognizer:
                 context.tokens += s.tokens
                 if (s.temperature or 0.0) > PROMPT_RESET_ON_TEMPERATURE:
                     context.tokens = []
+                context.tick()
         finally:
             model.model = detections.model
         del context.tokens[:-PROMPT_TOKENS]  # all Whisper's prompt can hold

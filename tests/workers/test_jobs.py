@@ -69,3 +69,21 @@ def test_janitor_removes_files_whose_records_expired(redis_server: Any, tmp_path
     assert set(removed) == {expired, stale_part}
     assert kept.is_dir() and young.is_dir()
     assert not expired.exists() and not stale_part.exists()
+
+
+def test_a_timeout_wrapped_by_a_library_still_counts_as_a_timeout() -> None:
+    from rapidocr_onnxruntime.utils.infer_engine import ONNXRuntimeError
+    from rq.timeouts import JobTimeoutException
+
+    from workers.tasks import timed_out
+
+    def wrapped() -> None:  # what RapidOCR's engine does with any exception inside a run
+        try:
+            raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
+        except Exception as e:
+            raise ONNXRuntimeError("inference failed") from e
+
+    with pytest.raises(ONNXRuntimeError) as caught:
+        wrapped()
+    assert timed_out(caught.value)
+    assert not timed_out(RuntimeError("a bug"))
