@@ -12,7 +12,6 @@ window at a time.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
@@ -188,12 +187,12 @@ class Perceiver:
                 path, info.duration_s, info.frame_count, report, timings
             )
             extra = during() if during is not None else None
-        except BaseException:
+            transcript, translation = speech.join()
+        except BaseException:  # here or in speech (a timeout may land while waiting for it)
             stop.set()
-            with contextlib.suppress(_Stopped):
-                speech.join()
+            if speech.thread is not None:
+                speech.thread.join()
             raise
-        transcript, translation = speech.join()
         timings["transcribing"] = speech.seconds  # in its own thread, beside the rest
         spans = _spans(info.duration_s, segment_seconds)
         video_tags, segment_tags = self.tagger.summarize(frame_tags, spans)
