@@ -35,10 +35,10 @@ from bench.decode import (
     run_ffmpeg,
 )
 from models import DEFAULT_MODEL_DIR
-from models.configuration_videobert import VideoCaptionerConfig
-from models.modeling_captioner import VideoCaptionerModel
-from models.pipeline import CaptionPipeline, StageTimer
-from models.tokenization import train_tokenizer
+from models.captioner.configuration_videobert import VideoCaptionerConfig
+from models.captioner.modeling_captioner import VideoCaptionerModel
+from models.captioner.pipeline import CaptionPipeline, StageTimer
+from models.captioner.tokenization import train_tokenizer
 
 JSON_PATH = OUT_DIR / "caption.json"
 SEGMENT_S = 10.0

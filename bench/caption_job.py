@@ -54,7 +54,7 @@ def peak_rss_mb() -> float:
 
 def job(experts: Any, pipe: Any, path: Path, overlap: bool) -> dict[str, float]:
     """One caption job's work; wall seconds per stage."""
-    from models.pipeline import StageTimer
+    from models.captioner.pipeline import StageTimer
 
     timer = StageTimer()
     began = time.perf_counter()
@@ -82,9 +82,9 @@ def main() -> None:
     args = parser.parse_args()
     from transformers.utils import logging as hf_logging
 
+    from models.captioner.pipeline import CaptionPipeline
     from models.media import probe
     from models.perception.runner import Perceiver
-    from models.pipeline import CaptionPipeline
 
     hf_logging.disable_progress_bar()
     OUT_DIR.mkdir(parents=True, exist_ok=True)

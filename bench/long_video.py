@@ -46,8 +46,8 @@ def measure(path: Path) -> dict[str, float]:
     from transformers.utils import logging as hf_logging
 
     from models import DEFAULT_MODEL_DIR
+    from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
-    from models.pipeline import CaptionPipeline
 
     hf_logging.disable_progress_bar()
     pipe = CaptionPipeline.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")

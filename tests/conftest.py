@@ -127,7 +127,7 @@ TINY_CORPUS = [
 
 def tiny_config(vocab_size: int, **changes: object) -> Any:
     """A captioner small enough to train in seconds on the CPU."""
-    from models.configuration_videobert import VideoCaptionerConfig, small_bart_config
+    from models.captioner.configuration_videobert import VideoCaptionerConfig, small_bart_config
 
     values: dict[str, object] = {
         "frame_size": 32,
@@ -168,7 +168,7 @@ def tiny_config(vocab_size: int, **changes: object) -> Any:
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> object:
     """A byte-level BPE tokenizer trained on TINY_CORPUS."""
-    from models.tokenization import train_tokenizer
+    from models.captioner.tokenization import train_tokenizer
 
     return train_tokenizer(TINY_CORPUS, vocab_size=300)
 
@@ -178,8 +178,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: obj
     """A saved (untrained) tiny captioner with its tokenizer: a model directory."""
     import torch
 
-    from models.modeling_captioner import VideoCaptionerModel
-    from models.pipeline import CaptionPipeline
+    from models.captioner.modeling_captioner import VideoCaptionerModel
+    from models.captioner.pipeline import CaptionPipeline
 
     torch.manual_seed(0)
     model = VideoCaptionerModel(tiny_config(len(tiny_tokenizer)))  # type: ignore[arg-type]

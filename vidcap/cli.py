@@ -135,7 +135,7 @@ def _load_pipeline(model: Path | None, device: str | None) -> tuple[Any, Path, f
 
     from transformers.utils import logging as hf_logging
 
-    from models.pipeline import CaptionPipeline
+    from models.captioner.pipeline import CaptionPipeline
 
     hf_logging.disable_progress_bar()  # stdout is JSON; stderr stays for real problems
     settings = get_settings()
@@ -162,7 +162,7 @@ def _load_pipeline(model: Path | None, device: str | None) -> tuple[Any, Path, f
 
 
 def _features(pipe: Any, file: Path, timer: Any) -> Any:
-    from models.features import VideoFeatures
+    from models.captioner.features import VideoFeatures
 
     try:
         if file.suffix == ".safetensors":
@@ -441,7 +441,7 @@ def caption_command(
         )
     language = _whisper_language(language)
 
-    from models.pipeline import StageTimer
+    from models.captioner.pipeline import StageTimer
 
     pipe, path, load_s = _load_pipeline(model, device)
     timer = StageTimer()
@@ -518,7 +518,7 @@ def ask_command(
         _remote_ask(file, question, server, api_key)
         return
 
-    from models.pipeline import StageTimer
+    from models.captioner.pipeline import StageTimer
 
     pipe, path, load_s = _load_pipeline(model, device)
     timer = StageTimer()
@@ -742,7 +742,7 @@ def synth_command(
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same clips.")] = 0,
 ) -> None:
     """Render synthetic clips (mp4) and their ground truth (one JSONL manifest per split)."""
-    from models.data.world import generate
+    from models.training.data.world import generate
 
     counts = {"train": train, "val": val, "test": test, "compositional": compositional}
     counts = {split: n for split, n in counts.items() if n}
@@ -773,7 +773,7 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.")] = False,
 ) -> None:
     """Train a captioner (settings: defaults < --config file < flags); prints the final dir."""
-    from models.train import TrainConfig, train
+    from models.training.train import TrainConfig, train
 
     try:
         settings = TrainConfig.load(
@@ -813,7 +813,7 @@ def eval_command(
     device: DeviceOption = None,
 ) -> None:
     """Evaluate a model: caption metrics, question accuracy by kind, stream ablations."""
-    from models.evaluate import markdown_report, run_eval
+    from models.training.evaluate import markdown_report, run_eval
 
     path = model or get_settings().model
     report = run_eval(

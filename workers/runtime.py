@@ -31,8 +31,8 @@ from workers.store import WORKER_PREFIX, Store, reconnecting
 if TYPE_CHECKING:
     from rq import Queue
 
+    from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
-    from models.pipeline import CaptionPipeline
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
     """
     from transformers.utils import logging as hf_logging
 
+    from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
-    from models.pipeline import CaptionPipeline
 
     hf_logging.disable_progress_bar()  # one log line says the model loaded; no bar in the logs
     began = time.perf_counter()

@@ -82,7 +82,7 @@ class Attempt:
         self.main_stage: Stage | None = None
         self._lock = threading.Lock()
         self.began = time.perf_counter()
-        from models.pipeline import StageTimer  # torch: only ever imported in a worker
+        from models.captioner.pipeline import StageTimer  # torch: only ever imported in a worker
 
         self.timer = StageTimer(on_stage=self.progress)
         self._stop = threading.Event()
@@ -364,7 +364,7 @@ def caption_video(job_id: str) -> None:
     """Captions a video: speech, on-screen text and tags (the perception experts), features,
     then the description and its segments. Features and what the experts found are cached
     beside the file, so a retry or a question never runs them again."""
-    from models.features import VideoFeatures
+    from models.captioner.features import VideoFeatures
     from models.perception.runner import public_view
 
     with attempt(job_id) as job:
@@ -449,7 +449,7 @@ def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:
 
 def answer_question(job_id: str) -> None:
     """Answers a question from the video's cached features (no second decode)."""
-    from models.features import VideoFeatures
+    from models.captioner.features import VideoFeatures
 
     with attempt(job_id) as job:
         if job is None:

@@ -7,9 +7,9 @@ import torch
 from conftest import tiny_config
 from transformers import AutoConfig, AutoModel
 
-from models.configuration_videobert import VideoBertConfig, VideoCaptionerConfig
-from models.modeling_captioner import VideoCaptionerModel
-from models.modeling_videobert import VideoBertModel
+from models.captioner.configuration_videobert import VideoBertConfig, VideoCaptionerConfig
+from models.captioner.modeling_captioner import VideoCaptionerModel
+from models.captioner.modeling_videobert import VideoBertModel
 
 VOCAB = 300
 

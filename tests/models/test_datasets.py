@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from models.data import world
-from models.data.datasets import (
+from models.training.data import world
+from models.training.data.datasets import (
     dataset_from_args,
     find_videos_dir,
     load_msrvtt,

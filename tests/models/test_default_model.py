@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from models import DEFAULT_MODEL_DIR
-from models.data import world
-from models.evaluate import attribute_accuracy, normalise_answer
+from models.training.data import world
+from models.training.evaluate import attribute_accuracy, normalise_answer
 
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "config.json").is_file(), reason="no default model shipped yet"
@@ -43,7 +43,7 @@ def test_vidcap_caption_without_model_names_what_the_clip_shows(fresh: Path) -> 
 
 
 def test_default_model_answers_questions_about_unseen_clips(fresh: Path) -> None:
-    from models.pipeline import CaptionPipeline
+    from models.captioner.pipeline import CaptionPipeline
 
     pipe = CaptionPipeline.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
     records = [json.loads(line) for line in (fresh / "test.jsonl").read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""models.evaluate: caption metrics, attribute matching, answer normalisation, run_eval."""
+"""models.training.evaluate: caption metrics, attribute matching, answer normalisation, run_eval."""
 
 import json
 from pathlib import Path
@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 import torch
 
-from models.data.datasets import read_manifest
-from models.data.world import generate
-from models.evaluate import (
+from models.captioner.features import VideoFeatures
+from models.captioner.pipeline import CaptionPipeline
+from models.training.data.datasets import read_manifest
+from models.training.data.world import generate
+from models.training.evaluate import (
     ABLATIONS,
     ATTRIBUTES,
     attribute_accuracy,
@@ -24,8 +26,6 @@ from models.evaluate import (
     qa_accuracy,
     run_eval,
 )
-from models.features import VideoFeatures
-from models.pipeline import CaptionPipeline
 
 CAPTIONS = [
     "a red circle moves left while a low tone sounds twice",

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from conftest import tiny_config
 
-from models.features import VideoFeatures
+from models.captioner.features import VideoFeatures
+from models.captioner.modeling_captioner import VideoCaptionerModel
+from models.captioner.pipeline import CaptionPipeline, window_pixels
 from models.media.synth import VideoSpec, write_video
-from models.modeling_captioner import VideoCaptionerModel
-from models.pipeline import CaptionPipeline, window_pixels
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
 TONES = {"low": 300.0, "high": 2400.0}

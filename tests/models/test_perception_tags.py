@@ -199,8 +199,8 @@ def _lite_config():
 
 
 def test_lite0_backbone_in_captioner_gives_its_features_and_round_trips(tmp_path):
-    from models.backbones import EfficientNetLiteBackbone, backbone_id
-    from models.modeling_captioner import VideoCaptionerModel
+    from models.captioner.backbones import EfficientNetLiteBackbone, backbone_id
+    from models.captioner.modeling_captioner import VideoCaptionerModel
 
     config = _lite_config()
     assert config.image_size == 224
@@ -228,7 +228,7 @@ def test_lite0_backbone_in_captioner_gives_its_features_and_round_trips(tmp_path
 
 
 def test_lite0_backbone_config_is_checked():
-    from models.configuration_videobert import VideoCaptionerConfig
+    from models.captioner.configuration_videobert import VideoCaptionerConfig
 
     with pytest.raises(ValueError, match="unknown visual_backbone"):
         VideoCaptionerConfig(visual_backbone="resnet")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import decode_children
 
-from models import pipeline as pipeline_module
-from models.features import FeaturesMismatch, VideoFeatures
+from models.captioner import pipeline as pipeline_module
+from models.captioner.features import FeaturesMismatch, VideoFeatures
+from models.captioner.pipeline import CaptionPipeline, Segment, StageTimer
 from models.media import MediaError, MediaErrorCode
-from models.pipeline import CaptionPipeline, Segment, StageTimer
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +160,8 @@ def test_window_and_subsample_pick_the_right_steps(pipe: CaptionPipeline, make_v
 
 
 def test_pipeline_refuses_a_tokenizer_that_does_not_fit(tiny_model_dir: Path) -> None:
-    from models.modeling_captioner import VideoCaptionerModel
-    from models.tokenization import train_tokenizer
+    from models.captioner.modeling_captioner import VideoCaptionerModel
+    from models.captioner.tokenization import train_tokenizer
 
     model = VideoCaptionerModel.from_pretrained(tiny_model_dir, dtype=torch.float32)
     big = train_tokenizer(["x" * 5000, " ".join(str(i) for i in range(3000))], vocab_size=400)

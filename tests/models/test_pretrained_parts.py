@@ -28,8 +28,12 @@ from transformers import (
     WhisperModel,
 )
 
-from models.configuration_videobert import VideoBertConfig, VideoCaptionerConfig, small_bart_config
-from models.modeling_captioner import VideoCaptionerModel, build_captioner
+from models.captioner.configuration_videobert import (
+    VideoBertConfig,
+    VideoCaptionerConfig,
+    small_bart_config,
+)
+from models.captioner.modeling_captioner import VideoCaptionerModel, build_captioner
 
 MEAN, STD = [0.1, 0.2, 0.3], [0.4, 0.5, 0.6]  # not CLIP's and not the config's (0.5, 0.5, 0.5)
 WIDTH = 32  # of every tiny tower

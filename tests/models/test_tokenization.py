@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 from transformers import BartTokenizer
 
-from models.tokenization import SPECIAL_IDS, check_tokenizer, load_tokenizer, train_tokenizer
+from models.captioner.tokenization import (
+    SPECIAL_IDS,
+    check_tokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 CORPUS = ["a red circle moves left", "what colour is the square?", "a low tone sounds twice"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.data import world
-from models.pipeline import CaptionPipeline
-from models.train import OBJECTIVES, TrainConfig, noise_text, permute_sentences, train
+from models.captioner.pipeline import CaptionPipeline
+from models.training.data import world
+from models.training.train import OBJECTIVES, TrainConfig, noise_text, permute_sentences, train
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import world
 from models.media import read_audio, sample_frames
+from models.training.data import world
 
 
 @pytest.fixture(scope="module")

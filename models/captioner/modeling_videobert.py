@@ -19,7 +19,7 @@ from torch import nn
 from transformers import BertModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from models.configuration_videobert import VideoBertConfig
+from models.captioner.configuration_videobert import VideoBertConfig
 
 VISUAL, AUDIO = 0, 1
 

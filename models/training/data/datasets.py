@@ -1,7 +1,7 @@
 """Dataset readers: our JSONL manifests and MSR-VTT / MSRVTT-QA, all as one record schema.
 
 Every reader returns a list of records (plain dicts) of the schema of our own manifests (see
-:mod:`models.data.world`), normalised so that every key is present::
+:mod:`models.training.data.world`), normalised so that every key is present::
 
     {"id": str,
      "video": str,            # absolute path of the video file
@@ -570,7 +570,7 @@ def dataset_from_args(
         raise ValueError(
             f"{path} has no {split}.jsonl manifest{have} and no MSR-VTT annotation file for "
             f"split {split!r}. Pass a folder with {split}.jsonl (make one with "
-            "models.data.world.generate), or an MSR-VTT / MSRVTT-QA .json file"
+            "models.training.data.world.generate), or an MSR-VTT / MSRVTT-QA .json file"
         )
     if path.suffix.lower() == ".json":
         return _from_json(path, split, videos)

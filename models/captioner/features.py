@@ -34,7 +34,8 @@ class VideoFeatures:
         audio_mask: bool (T,), True where the window holds audio (all False without a track).
         timestamps: float64 (T,), seconds: when each sampled frame is shown.
         duration_s: The video's duration.
-        visual_backbone: Id of the visual backbone (see :func:`models.backbones.backbone_id`).
+        visual_backbone: Id of the visual backbone (see
+            :func:`models.captioner.backbones.backbone_id`).
         audio_backbone: Id of the audio backbone.
     """
 

@@ -9,8 +9,8 @@ Built in (trainable end to end, fast on CPU):
   transformers' mel filter bank (no torchaudio), then a small 2-D CNN.
 
 Pretrained (frozen by default): any vision tower in
-:data:`models.configuration_videobert.VISUAL_TOWERS` and a Whisper or AST audio encoder,
-built from their config and loaded by :func:`models.modeling_captioner.build_captioner`.
+:data:`models.captioner.configuration_videobert.VISUAL_TOWERS` and a Whisper or AST audio encoder,
+built from their config and loaded by :func:`models.captioner.modeling_captioner.build_captioner`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 from transformers import AutoModel
 from transformers.audio_utils import mel_filter_bank
 
-from models.configuration_videobert import VideoCaptionerConfig
+from models.captioner.configuration_videobert import VideoCaptionerConfig
 
 BUILTIN = "builtin"
 

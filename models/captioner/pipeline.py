@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from models.backbones import backbone_id
-from models.configuration_videobert import VideoCaptionerConfig
-from models.features import FeaturesMismatch, VideoFeatures, collate, concat
+from models.captioner.backbones import backbone_id
+from models.captioner.configuration_videobert import VideoCaptionerConfig
+from models.captioner.features import FeaturesMismatch, VideoFeatures, collate, concat
+from models.captioner.modeling_captioner import VideoCaptionerModel
+from models.captioner.tokenization import check_tokenizer, load_tokenizer
 from models.media import (
     Backend,
     MediaLimits,
@@ -38,8 +40,6 @@ from models.media import (
     read_audio,
     sample_frames,
 )
-from models.modeling_captioner import VideoCaptionerModel
-from models.tokenization import check_tokenizer, load_tokenizer
 
 STAGES = ("decode", "features", "fusion", "generate")
 WHOLE_AUDIO_S = 300.0  # longer videos have their audio read a window at a time

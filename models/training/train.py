@@ -41,12 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.configuration_videobert import VideoCaptionerConfig, small_bart_config
-from models.data import world
-from models.data.datasets import dataset_from_args
-from models.modeling_captioner import VideoCaptionerModel
-from models.pipeline import CaptionPipeline, Decoded, window_pixels
-from models.tokenization import train_tokenizer
+from models.captioner.configuration_videobert import VideoCaptionerConfig, small_bart_config
+from models.captioner.modeling_captioner import VideoCaptionerModel
+from models.captioner.pipeline import CaptionPipeline, Decoded, window_pixels
+from models.captioner.tokenization import train_tokenizer
+from models.training.data import world
+from models.training.data.datasets import dataset_from_args
 
 OBJECTIVES = ("caption", "segments", "qa", "denoise", "masked", "aux")
 # Per-step labels of the aux heads, from the world's segments.

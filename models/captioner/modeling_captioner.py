@@ -31,9 +31,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
-from models.backbones import DerivedBuffers, build_audio_backbone, build_visual_backbone
-from models.configuration_videobert import VideoBertConfig, VideoCaptionerConfig
-from models.modeling_videobert import VideoBertModel, VideoBertOutput
+from models.captioner.backbones import DerivedBuffers, build_audio_backbone, build_visual_backbone
+from models.captioner.configuration_videobert import VideoBertConfig, VideoCaptionerConfig
+from models.captioner.modeling_videobert import VideoBertModel, VideoBertOutput
 
 
 @dataclass

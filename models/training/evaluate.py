@@ -3,11 +3,11 @@
 >>> report = run_eval("models/checkpoints/default", "data/world", "test", "var/eval")
 >>> print(markdown_report(report))
 
-A split is a JSONL manifest (``ROOT/{split}.jsonl``, the format of :mod:`models.data.world`):
-each record names a video (relative to ROOT), its reference captions, optionally the
-segments' ground-truth attributes and questions with answers. Every video is decoded and run
-through the backbones once; captions, answers and both ablations (audio masked, visual
-masked) reuse those features.
+A split is a JSONL manifest (``ROOT/{split}.jsonl``, the format of
+:mod:`models.training.data.world`): each record names a video (relative to ROOT), its reference
+captions, optionally the segments' ground-truth attributes and questions with answers. Every
+video is decoded and run through the backbones once; captions, answers and both ablations
+(audio masked, visual masked) reuse those features.
 
 Caption metrics are the captioning literature's BLEU-4, ROUGE-L and CIDEr-D (pycocoevalcap),
 on text lowercased and stripped of punctuation here (pycocoevalcap's PTB tokenizer needs
@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 import torch
 from tqdm import tqdm
 
-from models.data.datasets import dataset_from_args
-from models.features import VideoFeatures
-from models.pipeline import CaptionPipeline
+from models.captioner.features import VideoFeatures
+from models.captioner.pipeline import CaptionPipeline
+from models.training.data.datasets import dataset_from_args
 
 ATTRIBUTES = ("shape", "colour", "motion", "sound")
 KIND_ORDER = ("visual", "audio", "cross_modal", "temporal")
@@ -337,7 +337,7 @@ def evaluate(
 
     Args:
         pipe: The pipeline to score.
-        records: Manifest records (see :mod:`models.data.world`). Records without questions
+        records: Manifest records (see :mod:`models.training.data.world`). Records without questions
             contribute none; a question without ``kind`` counts as kind ``"qa"``. Records
             without reference captions are left out of the caption metrics.
         root: The directory the records' ``video`` paths are relative to.
@@ -531,7 +531,7 @@ def run_eval(
     Args:
         model_dir: A directory written by ``CaptionPipeline.save_pretrained``.
         data_root: A dataset folder (``{split}.jsonl`` manifests) or an MSR-VTT annotation
-            file or folder (see :func:`models.data.datasets.dataset_from_args`).
+            file or folder (see :func:`models.training.data.datasets.dataset_from_args`).
         split: The split.
         out_dir: Where ``eval-{split}.json`` and ``eval-{split}.md`` go (made if missing).
         limit: Evaluate only the first ``limit`` records.

@@ -1,0 +1,2 @@
+"""Teaching the captioner: the synthetic worlds and dataset loaders (data/), one training
+script (train.py) and one evaluation script (evaluate.py)."""
