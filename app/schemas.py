@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator
 
 from models.media import MediaInfo
-from models.perception.languages import WHISPER_LANGUAGES
+from models.perception.languages import language_code
 from workers.store import VIDEO_STATUS, JobState, Stage, VideoStatus
 
 
@@ -52,12 +52,7 @@ class VideoOptions(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if value is None or value.strip().lower() in ("", "auto"):
-            return None
-        code = value.strip().lower()
-        if code not in WHISPER_LANGUAGES:
-            raise ValueError(f"unknown language {value!r}: use an ISO 639-1 code, or auto")
-        return code
+        return language_code(value)
 
     def key(self) -> str:
         """A short digest of the options that change features (for same-bytes dedupe)."""

@@ -554,17 +554,12 @@ def _transcribe_fail(code: str, message: str) -> NoReturn:
 
 
 def _whisper_language(language: str | None) -> str | None:
-    from models.perception.languages import WHISPER_LANGUAGES
+    from models.perception.languages import language_code
 
-    if language is None or language.strip().lower() in ("", "auto"):
-        return None
-    code = language.strip().lower()
-    if code not in WHISPER_LANGUAGES:
-        raise typer.BadParameter(
-            f"unknown language {language!r}: use an ISO 639-1 code (en, de, ru, ...) or auto",
-            param_hint="--language",
-        )
-    return code
+    try:
+        return language_code(language)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--language") from None
 
 
 @app.command("transcribe")

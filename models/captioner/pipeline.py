@@ -31,6 +31,7 @@ from models.captioner.configuration_videobert import VideoCaptionerConfig
 from models.captioner.features import FeaturesMismatch, VideoFeatures, collate, concat
 from models.captioner.modeling_captioner import VideoCaptionerModel
 from models.captioner.tokenization import check_tokenizer, load_tokenizer
+from models.device import default_device
 from models.media import (
     Backend,
     MediaLimits,
@@ -40,6 +41,7 @@ from models.media import (
     read_audio,
     sample_frames,
 )
+from models.media.sampling import segment_spans
 
 STAGES = ("decode", "features", "fusion", "generate")
 WHOLE_AUDIO_S = 300.0  # longer videos have their audio read a window at a time
@@ -71,11 +73,6 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
-
-
-def default_device() -> torch.device:
-    """CUDA when there is a GPU, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True)
@@ -472,17 +469,11 @@ class CaptionPipeline:
         The last segment ends at the video's end. A stretch without a sampled frame is
         captioned from the nearest frame.
         """
-        if not segment_seconds > 0:
-            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
         videos, single = _listed(features)
         spans: list[list[tuple[float, float]]] = []
         windows: list[VideoFeatures] = []
         for f in videos:
-            ends = max(f.duration_s, float(f.timestamps[-1]))
-            count = max(1, math.ceil(ends / segment_seconds - 1e-9))
-            cuts = [
-                (k * segment_seconds, min((k + 1) * segment_seconds, ends)) for k in range(count)
-            ]
+            cuts = segment_spans(max(f.duration_s, float(f.timestamps[-1])), segment_seconds)
             spans.append(cuts)
             windows += [f.window(s, e) for s, e in cuts]
         texts = iter(self._generate(windows, None, timer or StageTimer(), generate_kwargs))

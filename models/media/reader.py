@@ -19,7 +19,7 @@ from models.media import _decord, _pyav
 from models.media.geometry import Fit, output_size
 from models.media.info import MediaInfo
 from models.media.limits import MediaLimits
-from models.media.sampling import SampleMode, check_request
+from models.media.sampling import SampleMode, check_request, segment_spans
 from models.media.sandbox import ChildStats, run_isolated
 
 DEFAULT_SAMPLE_RATE = 16_000
@@ -269,12 +269,13 @@ def iter_audio(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     limits: MediaLimits | None = None,
     isolate: bool = True,
+    info: MediaInfo | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """The audio track in consecutive chunks of ``chunk_s`` seconds: ``(offset_s, audio)``.
 
     Each chunk is one :func:`read_audio` call, so only one chunk is in memory at a time;
     ``offset_s`` is where its sample 0 lies on the video's timeline. Yields nothing for a
-    file without an audio track.
+    file without an audio track. ``info``: the file's probe, when the caller has it already.
 
     Raises:
         MediaError: As :func:`probe`.
@@ -284,13 +285,10 @@ def iter_audio(
         raise ValueError(f"chunk_s must be a positive number of seconds, got {chunk_s}")
     _check_audio_request(sample_rate, 0.0, None)
     limits = limits or MediaLimits()
-    info = probe(path, limits=limits, isolate=isolate)
+    info = info or probe(path, limits=limits, isolate=isolate)
     if not info.has_audio:
         return
-    count = max(1, math.ceil(info.duration_s / chunk_s - 1e-9))
-    for index in range(count):
-        start = index * chunk_s
-        end = min((index + 1) * chunk_s, info.duration_s)
+    for start, end in segment_spans(info.duration_s, chunk_s):
         audio = read_audio(
             path, sample_rate=sample_rate, start=start, end=end, limits=limits, isolate=isolate
         )

@@ -113,3 +113,13 @@ def keyframes_in_reach(
     half_interval = float(times[0]) - start  # instants sit at the centres of their windows
     nearest = nearest_keyframe(key_times, times)
     return nearest, np.abs(key_times[nearest] - times) <= half_interval + 1e-9
+
+
+def segment_spans(end_s: float, segment_seconds: float) -> list[tuple[float, float]]:
+    """A video cut into stretches of ``segment_seconds`` (the caption's segments, which the
+    tags are also summarised over): ``[(start, end), ...]``, the last one ending at ``end_s``.
+    """
+    if not segment_seconds > 0:
+        raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    count = max(1, math.ceil(end_s / segment_seconds - 1e-9))
+    return [(k * segment_seconds, min((k + 1) * segment_seconds, end_s)) for k in range(count)]

@@ -1,6 +1,7 @@
 """The languages Whisper knows, by the codes it uses (ISO 639-1, plus ``haw`` and ``yue``).
 
-Plain data, no torch: the API checks the ``language`` upload option against it.
+Plain data, no torch: the API's ``language`` upload option and the CLI's ``--language`` are
+read by :func:`language_code`.
 """
 
 _CODES = (
@@ -10,3 +11,20 @@ _CODES = (
     " tr tt uk ur uz vi yi yo zh yue"
 )
 WHISPER_LANGUAGES = frozenset(_CODES.split(" "))
+
+
+def language_code(value: str | None) -> str | None:
+    """A spoken-language option as Whisper's code: None for auto-detection (None, empty or
+    ``auto``), else the code in lower case.
+
+    Raises:
+        ValueError: A code Whisper does not know.
+    """
+    code = (value or "").strip().lower()
+    if code in ("", "auto"):
+        return None
+    if code not in WHISPER_LANGUAGES:
+        raise ValueError(
+            f"unknown language {value!r}: use an ISO 639-1 code (en, de, ru, ...) or auto"
+        )
+    return code

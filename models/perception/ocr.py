@@ -217,7 +217,6 @@ class TextSession:
         self.last_read_time: float | None = None
         self.last_time: float | None = None  # the last frame fed (read or not)
         self.frames_read = 0
-        self.frames_seen = 0
 
     def changed(self, thumb: np.ndarray) -> bool:
         """Whether a frame differs enough from the last frame read to be read again."""
@@ -231,23 +230,19 @@ class TextSession:
         check_frames(images, times)
         for image, t in zip(images, np.asarray(times, dtype=np.float64), strict=True):
             t = float(t)
-            self.frames_seen += 1
             due = (
                 self.last_read_time is None
                 or t - self.last_read_time >= self.reader.interval_s - 1e-6
             )
-            if due:
-                thumb = gray_thumbnail(image, THUMB_WIDTH)
-                if self.changed(thumb):
-                    self._update(self.reader.read(image), t)
-                    self.last_thumb = thumb
-                    self.last_read_time = t
-                    self.frames_read += 1
-                    self.last_time = t
-                    continue
-            # Unchanged (or not due): it shows what the last read frame showed.
-            for item in self.open:
-                item.last_seen = t
+            thumb = gray_thumbnail(image, THUMB_WIDTH) if due else None
+            if thumb is not None and self.changed(thumb):
+                self._update(self.reader.read(image), t)
+                self.last_thumb = thumb
+                self.last_read_time = t
+                self.frames_read += 1
+            else:  # unchanged (or not due): it shows what the last read frame showed
+                for item in self.open:
+                    item.last_seen = t
             self.last_time = t
 
     def _update(self, reads: list[Read], t: float) -> None:

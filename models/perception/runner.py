@@ -1,7 +1,7 @@
 """Run every perception expert over one video: speech, on-screen text and visual tags.
 
->>> perceiver = Perceiver(whisper_model="base")              # loads each expert once
->>> found = perceiver.run("clip.mp4", segment_seconds=5.0)   # a Perception
+>>> perceiver = Perceiver(whisper_model="base")                 # loads each expert once
+>>> found, _ = perceiver.run("clip.mp4", segment_seconds=5.0)   # a Perception
 >>> found.save("perception.json")
 
 Speech runs in its own thread beside the frame experts: Whisper (CTranslate2), ONNX Runtime
@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.media import Fit, MediaLimits, probe, sample_frames
+from models.media import Fit, MediaInfo, MediaLimits, probe, sample_frames
+from models.media.sampling import segment_spans
 from models.perception.result import Perception, Tag, Transcript
 from models.perception.subtitles import speech_cues
 
@@ -109,8 +110,13 @@ class Perceiver:
         language: str | None = None,
         translate: bool = False,
         on_progress: Progress | None = None,
+        info: MediaInfo | None = None,
     ) -> tuple[Transcript, Transcript | None]:
-        """The transcript, and its English translation when asked (None otherwise)."""
+        """The transcript, and its English translation when asked (None otherwise).
+
+        ``info``: the file's probe, when the caller has it already.
+        """
+        info = info or probe(path, limits=self.limits, isolate=self.isolate)
 
         def progress(share: float, offset: float) -> Callable[[float], None]:
             return lambda done: on_progress and on_progress("transcribing", offset + share * done)
@@ -122,6 +128,7 @@ class Perceiver:
             limits=self.limits,
             isolate=self.isolate,
             on_progress=progress(1 / passes, 0.0),
+            info=info,
         )
         translation = None
         if translate and transcript.segments:
@@ -132,6 +139,7 @@ class Perceiver:
                 limits=self.limits,
                 isolate=self.isolate,
                 on_progress=progress(1 / passes, 1 / passes),
+                info=info,
             )
         return transcript, translation
 
@@ -174,7 +182,11 @@ class Perceiver:
 
         speech = _Background(
             lambda: self.transcribe(
-                path, language=language, translate=translate, on_progress=speech_progress
+                path,
+                language=language,
+                translate=translate,
+                on_progress=speech_progress,
+                info=info,
             )
         )
         if overlap:
@@ -194,8 +206,9 @@ class Perceiver:
                 speech.thread.join()
             raise
         timings["transcribing"] = speech.seconds  # in its own thread, beside the rest
-        spans = _spans(info.duration_s, segment_seconds)
-        video_tags, segment_tags = self.tagger.summarize(frame_tags, spans)
+        video_tags, segment_tags = self.tagger.summarize(
+            frame_tags, segment_spans(info.duration_s, segment_seconds)
+        )
         found = Perception(
             duration_s=info.duration_s,
             transcript=transcript,
@@ -256,12 +269,6 @@ class Perceiver:
         timings["reading_text"] = timings.get("reading_text", 0.0) + time.perf_counter() - t0
         report("reading_text", 1.0)
         return frame_tags, texts
-
-
-def _spans(duration_s: float, segment_seconds: float) -> list[tuple[float, float]]:
-    """The caption's segments: ``segment_seconds`` each, the last one ending at the end."""
-    count = max(1, math.ceil(duration_s / segment_seconds - 1e-9))
-    return [(k * segment_seconds, min((k + 1) * segment_seconds, duration_s)) for k in range(count)]
 
 
 def public_view(found: Perception) -> dict[str, Any]:

@@ -234,7 +234,7 @@ class SpeechRecognizer:
             task=task,
             sample_rate=sample_rate,
             on_progress=on_progress,
-            total_s=len(audio) / sample_rate,
+            total_s=offset + len(audio) / sample_rate,
         )
 
     def transcribe_chunks(
@@ -275,8 +275,8 @@ class SpeechRecognizer:
                 carry = np.zeros(0, dtype=np.float32)
             buffer = np.concatenate([carry, chunk]) if len(carry) else chunk
             at = chunk_at - len(carry) / SAMPLE_RATE
-            done, carry, carry_at = self._split_final(buffer, at)
-            segments += self._buffer(done, at, language, task, heard, context)
+            done, regions, carry, carry_at = self._split_final(buffer, at)
+            segments += self._buffer(done, at, language, task, heard, context, regions)
             position[0] = carry_at
             report(carry_at)
         if len(carry):
@@ -304,20 +304,24 @@ class SpeechRecognizer:
         on_progress: ProgressFn | None = None,
         limits: Any = None,
         isolate: bool = True,
+        info: Any = None,
     ) -> Transcript:
         """Transcribe a video file's audio track, read ``chunk_s`` seconds at a time.
 
-        A file without an audio track gives an empty transcript.
+        A file without an audio track gives an empty transcript. ``info``: the file's
+        :class:`~models.media.MediaInfo`, when the caller has probed it already.
 
         Raises:
             MediaError: The file is not an acceptable video (see :mod:`models.media`).
         """
         from models.media.reader import iter_audio, probe
 
-        total_s = probe(path, limits=limits, isolate=isolate).duration_s
-        chunks = iter_audio(path, chunk_s, sample_rate=SAMPLE_RATE, limits=limits, isolate=isolate)
+        info = info or probe(path, limits=limits, isolate=isolate)
+        chunks = iter_audio(
+            path, chunk_s, sample_rate=SAMPLE_RATE, limits=limits, isolate=isolate, info=info
+        )
         return self.transcribe_chunks(
-            chunks, language=language, task=task, on_progress=on_progress, total_s=total_s
+            chunks, language=language, task=task, on_progress=on_progress, total_s=info.duration_s
         )
 
     # ------------------------------------------------------------------ steps
@@ -366,8 +370,11 @@ class SpeechRecognizer:
         )
         return [(c["start"], c["end"]) for c in get_speech_timestamps(audio, options)]
 
-    def _split_final(self, buffer: np.ndarray, at: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """Cut the buffer before the speech its end may have cut: (done, carry, carry_at)."""
+    def _split_final(
+        self, buffer: np.ndarray, at: float
+    ) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, float]:
+        """Cut the buffer before the speech its end may have cut:
+        ``(done, done's VAD regions, carry, carry_at)``."""
         regions = self._speech(buffer)
         reach = len(buffer) - int(PAUSE_S * SAMPLE_RATE)
         if not regions or regions[-1][1] < reach:
@@ -380,7 +387,9 @@ class SpeechRecognizer:
             cut = max(regions[-1][0] - int(PAD_S * SAMPLE_RATE), 0)
             if cut == 0 and len(buffer) > 2 * MAX_PART_S * SAMPLE_RATE:
                 cut = len(buffer)  # cannot happen with VAD's 30 s cap; bounds memory anyway
-        return buffer[:cut], buffer[cut:].copy(), at + cut / SAMPLE_RATE
+        # Every region that ends before the cut is done's own (VAD runs once per buffer).
+        done = [r for r in regions if r[1] <= cut]
+        return buffer[:cut], done, buffer[cut:].copy(), at + cut / SAMPLE_RATE
 
     def _buffer(
         self,
@@ -390,9 +399,11 @@ class SpeechRecognizer:
         task: str,
         heard: dict[str, list[float]],
         context: _Context,
+        regions: list[tuple[int, int]] | None = None,
     ) -> list[SpeechSegment]:
-        """Transcribe one buffer: parts, windows, languages."""
-        parts = self._parts(audio)
+        """Transcribe one buffer: parts, windows, languages. ``regions``: its VAD regions,
+        when known already."""
+        parts = self._parts(audio, regions)
         if not parts:
             return []
         # All the buffer's speech, as faster-whisper decodes a file; without a language,
@@ -415,9 +426,12 @@ class SpeechRecognizer:
             entry[1] += seconds * probability
         return [s for s in out if s.text]
 
-    def _parts(self, audio: np.ndarray) -> list[_Part]:
+    def _parts(
+        self, audio: np.ndarray, regions: list[tuple[int, int]] | None = None
+    ) -> list[_Part]:
         """VAD parts, each padded by PAD_S either side, never past a neighbour's midpoint."""
-        parts = [_Part(start, end) for start, end in self._speech(audio)]
+        found = self._speech(audio) if regions is None else regions
+        parts = [_Part(start, end) for start, end in found]
         pad = int(PAD_S * SAMPLE_RATE)
         for i, part in enumerate(parts):
             lo = part.start - pad

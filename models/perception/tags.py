@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.device import default_device
 from models.perception.frames import center_crop_resize, check_frames, content_box
 from models.perception.result import Tag, TimedTags
 from models.perception.weights import verified
@@ -105,11 +106,6 @@ def preprocess(images: np.ndarray) -> np.ndarray:
         top, bottom, left, right = content_box(image)
         out[i] = center_crop_resize(image[top:bottom, left:right], IMAGE_SIZE, CROP_FRACTION)
     return out
-
-
-def default_device() -> torch.device:
-    """CUDA when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Tagger:

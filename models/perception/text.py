@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from models.device import default_device
 from models.perception.weights import verified
 
 DIMENSION = 384
@@ -37,9 +38,7 @@ class TextEmbedder:
 
     def __init__(self, *, device: str | torch.device | None = None, batch_size: int = 64) -> None:
         folder = verified("minilm")[0].parent
-        self.device = torch.device(
-            device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.device = torch.device(device) if device is not None else default_device()
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=dtype).to(self.device).eval()

@@ -31,7 +31,7 @@ LONG = (
 def check_limits(cues: list[dict], max_chars: int = 42) -> None:
     for cue in cues:
         lines = cue["text"].split("\n")
-        assert 1 <= len(lines) <= 2 and all(0 < len(line) <= max_chars for line in lines), cue
+        assert len(lines) <= 2 and all(0 < len(line) <= max_chars for line in lines), cue
         assert cue["end"] - cue["start"] <= 7.0 + 1e-9
     for a, b in itertools.pairwise(cues):
         assert a["start"] < a["end"] <= b["start"]
