@@ -11,7 +11,7 @@ from fastapi import Depends, Query, Request
 
 from app.errors import ApiError, ErrorCode
 from app.services import Services
-from vidcap.config import Settings
+from settings import Settings
 
 LOCAL_TENANT = "local"  # the tenant of a server run without API keys
 # Signed links (a <video src> or <track src> cannot send a key) last at least this long.

@@ -25,8 +25,8 @@ from app import janitor
 from app.errors import ApiError, ErrorCode
 from app.routes import health, jobs, videos
 from app.services import Services
+from settings import Settings, get_settings
 from vidcap import __version__
-from vidcap.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry as SyncRetry
 from rq import Queue
 
-from vidcap.config import Settings
+from settings import Settings
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
 from workers.store import RUNNING_KEY, WORKER_PREFIX, Store, reconnecting

@@ -9,6 +9,7 @@ FROM python:3.11-slim AS source
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY vidcap/ vidcap/
+COPY settings/ settings/
 COPY app/ app/
 COPY workers/ workers/
 COPY models/ models/

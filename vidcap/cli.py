@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from models.media import Backend, Fit, MediaError, SampleMode, probe, sample_frames
+from settings import get_settings
 from vidcap import __version__
-from vidcap.config import get_settings
 
 if TYPE_CHECKING:
     from vidcap.client import VidcapClient

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from vidcap.config import Settings
+from settings import Settings
 from workers.redis_server import RedisServer, die_with_parent
 
 log = logging.getLogger("vidcap")

@@ -16,7 +16,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from vidcap.config import Settings
+from settings import Settings
 from workers.metrics import Metrics
 from workers.store import (
     RUNNING_KEY,

@@ -23,7 +23,7 @@ import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from vidcap.config import Settings
+from settings import Settings
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
 from workers.store import WORKER_PREFIX, Store, reconnecting

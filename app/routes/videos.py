@@ -35,7 +35,7 @@ from app.subtitles import to_srt, to_vtt
 from app.uploads import Received, receive_multipart
 from models.media import MediaError, MediaErrorCode, probe
 from models.media.preview import PREVIEW_CONTENT_TYPE, PREVIEW_NAME, needs_preview
-from vidcap.config import Settings
+from settings import Settings
 from workers.queue import create_job, rq_job_id
 from workers.store import (
     IDEMPOTENCY_TTL_S,

@@ -3,7 +3,7 @@
 Uploaded videos are untrusted input to FFmpeg. Only demuxers on the container allow-list are
 ever opened (FFmpeg's ``format_whitelist``), so playlist formats such as HLS, concat or DASH,
 which make FFmpeg open further files or URLs, never run. Codecs are checked before any frame is
-decoded. Settings (vidcap/config.py) build one of these from the environment.
+decoded. Settings (settings/__init__.py) build one of these from the environment.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import pytest
 from app.deps import link_query, link_signature, signed_tenant
 from models.media import MediaInfo, probe, read_audio, sample_frames, synth
 from models.media.preview import PREVIEW_NAME, needs_preview, output_size, write_preview
+from settings import Settings
 from tests.app.test_service_flow import finished, upload
-from vidcap.config import Settings
 
 # --------------------------------------------------------------------------- unit tests
 

@@ -1,7 +1,8 @@
 """vidcap's settings: one class, read from ``VIDCAP_*`` environment variables (or ``.env``).
 
 Invalid values fail at start-up with a message naming the variable, not at the first request.
-The API, the workers and the CLI all read this one class.
+The API, the workers and the CLI all read this one class. A ground-floor package: it imports
+``models`` (the default model and the media limits) and never app/, workers/ or vidcap/.
 """
 
 from __future__ import annotations

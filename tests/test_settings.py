@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from vidcap.config import Settings
+from settings import Settings
 
 
 def test_defaults_are_usable():
