@@ -793,28 +793,99 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder or file.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder or file.")] = None,
     model: ModelOption = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test, compositional.")] = (
         "test"
     ),
-    out: Annotated[Path | None, typer.Option("--out", help="Report folder (default: model's).")] = (
-        None
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Report folder (default: the model's; with --manifest: var/eval-real)."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="First N clips only.", min=1)] = None,
     ablations: Annotated[
         bool, typer.Option("--ablations/--no-ablations", help="Also mask each stream.")
     ] = True,
     device: DeviceOption = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="A real-video manifest (JSONL, e.g. ../shared/data/real/manifest.jsonl): score"
+            " the model on its videos instead of --data; writes eval-real.json and eval-real.md"
+            " (default folder: var/eval-real).",
+        ),
+    ] = None,
+    whisper: Annotated[
+        str | None,
+        typer.Option(
+            "--whisper",
+            help="With --manifest: the speech expert, base or tiny.en (default: VIDCAP_WHISPER"
+            "_MODEL, else base).",
+        ),
+    ] = None,
+    ablation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ablation",
+            help="With --manifest: also score with this ablation (no_audio, no_visual, no_text);"
+            " repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a model: caption metrics, question accuracy by kind, stream ablations."""
-    from models.training.evaluate import markdown_report, run_eval
+    """Evaluate a model: caption metrics, question accuracy by kind, stream ablations.
 
-    path = model or get_settings().model
-    report = run_eval(
-        path, data, split, out or path, limit=limit, device=device, ablations=ablations
+    With --manifest, score it on real videos with ground truth instead: question accuracy by
+    kind, evidence, description coverage and hallucination (models/training/evaluate_real.py).
+    """
+    if (data is None) == (manifest is None):
+        raise typer.BadParameter("give either --data or --manifest", param_hint="--data")
+    settings = get_settings()
+    path = model or settings.model
+    if manifest is None:
+        from models.training.evaluate import markdown_report, run_eval
+
+        assert data is not None
+        report = run_eval(
+            path, data, split, out or path, limit=limit, device=device, ablations=ablations
+        )
+        sys.stdout.write(markdown_report(report) + "\n")
+        return
+
+    from models.training import evaluate_real
+
+    if not (path / "config.json").is_file():
+        _print_json({"error": {"code": "model_not_found", "message": f"no vidcap model in {path}"}})
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if not manifest.is_file():
+        raise typer.BadParameter(f"no such file: {manifest}", param_hint="--manifest")
+    for name in ablation or []:
+        if name not in evaluate_real.BASELINE_ABLATIONS:
+            raise typer.BadParameter(
+                f"use one of {', '.join(evaluate_real.BASELINE_ABLATIONS)}",
+                param_hint="--ablation",
+            )
+    base = evaluate_real.predictor_for(
+        path,
+        whisper or settings.whisper_model,
+        device=device or settings.device,
+        limits=settings.media_limits(),
+        backend=settings.media_backend,
     )
-    sys.stdout.write(markdown_report(report) + "\n")
+
+    def factory(*, ablation: str | None = None) -> evaluate_real.Predictor:
+        return base.ablated(ablation)
+
+    report = evaluate_real.run_real_eval(
+        manifest,
+        out or Path("var/eval-real"),
+        factory,
+        ablations=ablation or [],
+        limit=limit,
+    )
+    sys.stdout.write(evaluate_real.markdown_report(report) + "\n")
 
 
 # ---------------------------------------------------------------------- the service

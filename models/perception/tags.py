@@ -78,6 +78,16 @@ def imagenet_classes() -> tuple[ImageNetClass, ...]:
     return classes
 
 
+def tag_phrase(label: str, names: Sequence[str]) -> str:
+    """How a tag reads to the captioner: its label and its most specific common name."""
+    return f"{label} ({names[0]})" if names and names[0] != label.lower() else label
+
+
+def class_phrases() -> list[str]:
+    """:func:`tag_phrase` of every class, in class-index order."""
+    return [tag_phrase(c.label, c.names) for c in imagenet_classes()]
+
+
 def build_efficientnet_lite0(weights: bool = True) -> nn.Module:
     """EfficientNet-Lite0 in eval mode, with the checked ImageNet weights when ``weights``.
 

@@ -1,0 +1,233 @@
+"""The grounded captioner on real files: experts' findings in, descriptions and answers out.
+
+>>> pipe = GroundedPipeline.from_pretrained("models/checkpoints/grounded")
+>>> found, _ = Perceiver().run("clip.mp4", segment_seconds=5.0)
+>>> ctx = pipe.context(found, "clip.mp4")            # once per video; save with save_context
+>>> pipe.describe(ctx)                                # the whole video
+>>> pipe.describe_segments(ctx, 5.0)                  # [Segment(start, end, text), ...]
+>>> pipe.answer(ctx, ["what animal is shown?"])       # [Answer(text, evidence), ...]
+
+Memory stays bounded for long videos: audio is read a chunk at a time (only the log-mel of
+one 1 s window per sampled frame is kept), the fusion encoder sees at most ``max_frames``
+frames, and a question reads only the pieces it is about (retrieved with the text encoder)
+when they do not all fit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.captioner.answers import NO_ANSWER, Answer
+from models.captioner.grounding import (
+    DESCRIBE,
+    DESCRIBE_PART,
+    Packed,
+    Piece,
+    PieceCache,
+    VideoContext,
+    class_table,
+    frame_arrays,
+    meta_pieces,
+    pack,
+    read_evidence,
+    speech_piece,
+    stretch_tags,
+    text_piece,
+)
+from models.captioner.modeling_grounded import GroundedCaptionerModel
+from models.captioner.pipeline import Segment
+from models.device import default_device
+from models.media import MediaInfo, MediaLimits, audio_windows, probe
+from models.media.reader import iter_audio
+from models.media.sampling import segment_spans
+from models.perception.result import Perception
+
+CONTEXT_VERSION = 1
+
+
+def _synset_index() -> dict[str, int]:
+    from models.perception.tags import imagenet_classes
+
+    return {c.synset: c.index for c in imagenet_classes()}
+
+
+class GroundedPipeline:
+    """A grounded captioner, ready to read videos.
+
+    Args:
+        model: The model (moved to ``device``, eval mode).
+        device: Where to run (default: CUDA when present).
+        batch_size: Questions or segments per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: GroundedCaptionerModel,
+        *,
+        device: torch.device | str | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        self.batch_size = batch_size
+        self.cache = PieceCache(model.text_encoder)
+        self.tokenizer = model.text_encoder.tokenizer
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike[str], *, device: torch.device | str | None = None, **kw: int
+    ) -> GroundedPipeline:
+        """Load a model directory (config.json + model.safetensors)."""
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"no grounded captioner at {os.fspath(path)!r}")
+        model = GroundedCaptionerModel.from_pretrained(path, dtype=torch.float32)
+        return cls(model, device=device, **kw)
+
+    # ------------------------------------------------------------------ contexts
+
+    def context(
+        self,
+        found: Perception,
+        path: str | os.PathLike[str],
+        *,
+        info: MediaInfo | None = None,
+        limits: MediaLimits | None = None,
+        isolate: bool = True,
+    ) -> VideoContext:
+        """What the model reads about a video: the experts' findings and its soundtrack."""
+        limits = limits or MediaLimits()
+        info = info or probe(path, limits=limits, isolate=isolate)
+        index = _synset_index()
+        frames = [
+            (
+                0.5 * (f.start + f.end),
+                [(index[t.synset], t.score) for t in f.tags if t.synset in index],
+            )
+            for f in found.frame_tags
+        ] or [(min(0.5, found.duration_s / 2), [])]
+        times, classes, scores = frame_arrays(frames)
+        cfg = self.model.config
+        mel = self.model.audio_backbone.mel
+        mels = np.zeros(
+            (len(times), cfg.n_mels, cfg.audio_window_samples // cfg.hop_length + 1), np.float16
+        )
+        heard = np.zeros(len(times), dtype=bool)
+        if info.has_audio:
+            for offset, audio in iter_audio(
+                path, 300.0, sample_rate=cfg.sample_rate, limits=limits, isolate=isolate, info=info
+            ):
+                end = offset + len(audio) / cfg.sample_rate
+                inside = np.nonzero((times >= offset) & (times < end))[0]
+                if len(inside) == 0:
+                    continue
+                windows, got = audio_windows(
+                    audio, cfg.sample_rate, times[inside] - offset, window_s=cfg.audio_window_s
+                )
+                with torch.inference_mode():
+                    mels[inside] = mel(torch.from_numpy(windows)).numpy().astype(np.float16)
+                heard[inside] = got
+        segments = found.transcript.segments
+        pieces = meta_pieces(found.duration_s, info.has_audio, bool(segments))
+        pieces += [speech_piece(s.start, s.end, s.text, s.language) for s in segments]
+        pieces += [text_piece(x.start, x.end, x.text) for x in found.text]
+        pieces += stretch_tags(times, classes, scores, found.duration_s, class_table())
+        pieces.sort(key=lambda p: (p.start, p.kind))
+        return VideoContext(
+            found.duration_s, info.has_audio, times, classes, scores, mels, heard, pieces
+        )
+
+    @staticmethod
+    def save_context(ctx: VideoContext, path: str | os.PathLike[str]) -> None:
+        """Write a context (npz), atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            version=CONTEXT_VERSION,
+            duration=ctx.duration,
+            has_audio=ctx.has_audio,
+            frame_times=ctx.frame_times,
+            frame_classes=ctx.frame_classes,
+            frame_scores=ctx.frame_scores,
+            audio_mels=ctx.audio_mels,
+            audio_heard=ctx.audio_heard,
+            pieces=json.dumps([asdict(p) for p in ctx.pieces]),
+        )
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load_context(path: str | os.PathLike[str]) -> VideoContext:
+        """Read a context written by :meth:`save_context`."""
+        with np.load(path) as z:
+            if int(z["version"]) != CONTEXT_VERSION:
+                raise ValueError(f"context version {int(z['version'])}, expected {CONTEXT_VERSION}")
+            return VideoContext(
+                duration=float(z["duration"]),
+                has_audio=bool(z["has_audio"]),
+                frame_times=z["frame_times"],
+                frame_classes=z["frame_classes"],
+                frame_scores=z["frame_scores"],
+                audio_mels=z["audio_mels"],
+                audio_heard=z["audio_heard"],
+                pieces=[Piece(**p) for p in json.loads(str(z["pieces"]))],
+            )
+
+    # ------------------------------------------------------------------ text
+
+    @torch.inference_mode()
+    def _run(
+        self, contexts: Sequence[VideoContext], prompts: Sequence[str]
+    ) -> list[tuple[str, Packed, int, torch.Tensor, torch.Tensor]]:
+        cfg = self.model.config
+        out = []
+        for i in range(0, len(prompts), self.batch_size):
+            packed = pack(
+                contexts[i : i + self.batch_size],
+                prompts[i : i + self.batch_size],
+                self.cache,
+                max_frames=cfg.max_frames,
+                max_question_tokens=cfg.max_question_tokens,
+                max_context_tokens=cfg.max_context_tokens,
+                device=self.device,
+            )
+            encoded = self.model.encode(**packed.inputs)
+            ids, states = self.model.greedy(encoded)
+            texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            answer = ids.ne(cfg.decoder_config.pad_token_id) & ids.ne(
+                cfg.decoder_config.eos_token_id
+            )
+            units = max(len(u) for u in packed.units)
+            scores = self.model.evidence_scores(encoded, states, answer, units)
+            for row, text in enumerate(texts):
+                out.append((text.strip(), packed, row, scores, encoded.audio_logits))
+        return out
+
+    def describe(self, ctx: VideoContext) -> str:
+        """A description of the whole video."""
+        return self._run([ctx], [DESCRIBE])[0][0]
+
+    def describe_segments(self, ctx: VideoContext, segment_seconds: float) -> list[Segment]:
+        """One description per ``segment_seconds`` stretch, in order."""
+        spans = segment_spans(max(ctx.duration, 1e-3), segment_seconds)
+        done = self._run([ctx.window(s, e) for s, e in spans], [DESCRIBE_PART] * len(spans))
+        return [Segment(s, e, text) for (s, e), (text, *_rest) in zip(spans, done, strict=True)]
+
+    def answer(self, ctx: VideoContext, questions: Sequence[str]) -> list[Answer]:
+        """Answers with the moments they rest on; "the video does not say" when it does not."""
+        if any(not q.strip() for q in questions):
+            raise ValueError("a question must not be empty")
+        results = []
+        for text, packed, row, scores, audio_logits in self._run([ctx] * len(questions), questions):
+            if text.lower().rstrip(".") == NO_ANSWER:
+                results.append(Answer(NO_ANSWER))
+                continue
+            evidence = read_evidence(packed, scores, audio_logits)[row]
+            results.append(Answer(text, tuple(evidence)))
+        return results

@@ -1,0 +1,226 @@
+"""The everyday world: records are complete, answers rest on the simulated experts' outputs,
+speech is where the record says, and generation is deterministic and resumable."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.captioner.answers import NO_ANSWER
+from models.training.data import everyday
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (it speaks the clips)"
+)
+
+CLIPS = 30
+SEED = 3
+YES_NO = {"yes", "no"}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("everyday")
+    everyday.generate(root, split="val", clips=CLIPS, seed=SEED, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(made: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (made / "val.jsonl").read_text().splitlines()]
+
+
+def _audio(root: Path, record: dict[str, Any]) -> np.ndarray:
+    return np.load(root / "val" / f"{record['id']}.npy")
+
+
+def _transcript(record: dict[str, Any]) -> str:
+    return " ".join(s["text"] for s in record["transcript"]["segments"]).lower()
+
+
+def test_the_sample_covers_the_cases_the_other_tests_check(records: list[dict]) -> None:
+    assert len(records) == CLIPS
+    assert any(not r["has_audio"] for r in records)
+    assert any(r["speech"] for r in records)
+    assert any(r["text"] for r in records)
+    assert any(r["has_audio"] and not r["speech"] for r in records)
+    assert sum(bool(r["speech"]) for r in records) >= CLIPS // 3
+
+
+def test_records_are_complete_and_audio_lasts_the_duration(made: Path, records: list[dict]) -> None:
+    for r in records:
+        assert set(everyday.RECORD_KEYS) <= set(r), r["id"]
+        assert r["world"] == "everyday" and r["split"] == "val"
+        assert 4.0 <= r["duration_s"] <= 40.0
+        npy = made / "val" / f"{r['id']}.npy"
+        if r["has_audio"]:
+            audio = _audio(made, r)
+            assert audio.dtype == np.float32 and audio.ndim == 1
+            assert len(audio) == round(r["duration_s"] * everyday.SAMPLE_RATE)
+            assert np.abs(audio).max() <= 1.0
+            # Background sound covers the clip without gaps.
+            ends = [0.0] + [s["end"] for s in r["sounds"]]
+            assert [s["start"] for s in r["sounds"]] == ends[:-1]
+            assert ends[-1] == pytest.approx(r["duration_s"])
+        else:
+            assert not npy.exists() and not r["speech"] and not r["sounds"]
+        assert 8 <= len(r["questions"]) <= 14
+        assert {q["kind"] for q in r["questions"]} <= set(everyday.QUESTION_KINDS)
+        assert any(q["kind"] == "none" for q in r["questions"])
+        segs = r["segments"]
+        assert segs[0]["start"] == 0.0 and segs[-1]["end"] == pytest.approx(r["duration_s"])
+        assert all(a["end"] == b["start"] for a, b in itertools.pairwise(segs))
+
+
+def test_frame_tags_look_like_a_top5_tagger(records: list[dict]) -> None:
+    for r in records:
+        times = [f["time"] for f in r["frame_tags"]]
+        assert times == [k + 0.5 for k in range(len(times))]
+        assert times[-1] < r["duration_s"] <= times[-1] + 1.0
+        for f in r["frame_tags"]:
+            scores = [t["score"] for t in f["tags"]]
+            assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+            assert sum(scores) <= 1.0 + 1e-6
+
+
+def test_speech_spans_hold_the_energy(made: Path, records: list[dict]) -> None:
+    checked = 0
+    for r in records:
+        if not r["speech"]:
+            continue
+        audio = _audio(made, r).astype(np.float64)
+        t = np.arange(len(audio)) / everyday.SAMPLE_RATE
+        inside = np.zeros(len(audio), dtype=bool)
+        near = np.zeros(len(audio), dtype=bool)
+        for s in r["speech"]:
+            inside |= (t >= s["start"]) & (t < s["end"])
+            near |= (t >= s["start"] - 0.1) & (t < s["end"] + 0.1)
+        speech_rms = np.sqrt(np.mean(audio[inside] ** 2))
+        rest_rms = np.sqrt(np.mean(audio[~near] ** 2))
+        music = any(s["kind"] == "music" for s in r["sounds"])
+        assert speech_rms > (2.0 if music else 4.0) * rest_rms, r["id"]
+        checked += 1
+    assert checked
+
+
+def test_a_clip_without_a_track_says_so(made: Path, records: list[dict]) -> None:
+    for r in (r for r in records if not r["has_audio"]):
+        assert not (made / "val" / f"{r['id']}.npy").exists()
+        assert r["transcript"] == {"language": None, "segments": []}
+        assert "no sound track" in r["caption"]
+        for q in r["questions"]:
+            if q["kind"] == "audio":
+                assert q["answer"] == "no" or "no sound track" in q["answer"], q
+            assert q["kind"] != "speech"
+
+
+def test_silent_and_speechless_clips_answer_accordingly(records: list[dict]) -> None:
+    for r in records:
+        for q in r["questions"]:
+            if q["question"] in ("Is anyone speaking?", "Does anyone speak?"):
+                assert q["answer"].startswith("yes" if r["speech"] else "no")
+            if q["question"] == "What does the speaker say?" and not r["speech"]:
+                assert q["kind"] == "audio" and q["answer"] in (
+                    "no one speaks",
+                    "there is no sound track",
+                )
+
+
+def test_text_answers_are_what_the_ocr_read(records: list[dict]) -> None:
+    for r in records:
+        texts = [t["text"] for t in r["text"]]
+        for q in r["questions"]:
+            if q["kind"] != "text":
+                continue
+            if not texts:
+                assert q["answer"] == "no text appears on screen" and q["evidence"] == []
+                continue
+            for part in q["answer"].split(" and then "):
+                assert any(part in t for t in texts), (q, texts)
+            assert all(e["snippet"] in texts for e in q["evidence"])
+
+
+def test_speech_answers_are_spans_of_the_transcript(records: list[dict]) -> None:
+    languages = set(everyday.LANGUAGE_NAMES.values())
+    checked = 0
+    for r in records:
+        transcript = _transcript(r)
+        for q in r["questions"]:
+            if q["kind"] != "speech" or q["answer"] in languages | YES_NO:
+                continue
+            assert q["answer"].lower() in transcript, (q, transcript)
+            checked += 1
+    assert checked
+
+
+def test_no_answer_questions_have_no_evidence(records: list[dict]) -> None:
+    for r in records:
+        for q in r["questions"]:
+            assert (q["answer"] == NO_ANSWER) == (q["kind"] == "none"), q
+            if q["kind"] == "none":
+                assert q["evidence"] == []
+            elif q["kind"] != "text" or r["text"]:
+                assert q["evidence"], q
+
+
+def test_evidence_lies_inside_the_clip(records: list[dict]) -> None:
+    for r in records:
+        for q in r["questions"]:
+            for e in q["evidence"]:
+                assert e["kind"] in ("speech", "text", "visual", "audio")
+                assert 0.0 <= e["start"] <= e["end"] <= r["duration_s"], (q, r["duration_s"])
+
+
+def _words(tags: list[dict[str, Any]]) -> set[str]:
+    return {w.lower() for t in tags for w in (t["label"], *t["names"])}
+
+
+def test_descriptions_name_only_what_the_tagger_showed(records: list[dict]) -> None:
+    cat = everyday.catalogue()
+    vocab = sorted({w for c in cat.classes for w in c.words}, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, vocab)) + r")(?![\w-])")
+
+    def named(text: str) -> set[str]:
+        return set(pattern.findall(re.sub(r'"[^"]*"', "", text).lower()))
+
+    for r in records:
+        frames = r["frame_tags"]
+        assert named(r["caption"]) <= _words([t for f in frames for t in f["tags"]]), r["caption"]
+        for s in r["segments"]:
+            here = [t for f in frames if s["start"] <= f["time"] < s["end"] for t in f["tags"]]
+            assert named(s["caption"]) <= _words(here), s["caption"]
+
+
+def test_same_seed_gives_the_same_records(made: Path, tmp_path: Path) -> None:
+    path = everyday.generate(tmp_path, split="val", clips=6, seed=SEED, progress=False)
+    first = (made / "val.jsonl").read_text().splitlines()[:6]
+    assert path.read_text().splitlines() == first
+    for npy in sorted((tmp_path / "val").glob("*.npy")):
+        assert np.array_equal(np.load(npy), np.load(made / "val" / npy.name))
+    other, _ = everyday.make_clip("val", 0, SEED + 1)
+    assert json.dumps(other) != first[0]
+
+
+def test_resuming_regenerates_nothing(tmp_path: Path) -> None:
+    everyday.generate(tmp_path, split="train", clips=5, seed=1, progress=False)
+    files = sorted((tmp_path / "train").glob("*.npy"))
+    assert files
+    before = {p: p.stat().st_mtime_ns for p in files}
+    jsonl = (tmp_path / "train.jsonl").read_text()
+    everyday.generate(tmp_path, split="train", clips=5, seed=1, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert (tmp_path / "train.jsonl").read_text() == jsonl
+    # An interrupted run: one clip's audio is missing; only that clip is made again.
+    gone = files[0]
+    gone.unlink()
+    everyday.generate(tmp_path, split="train", clips=5, seed=1, progress=False)
+    assert gone.exists()
+    assert {p: p.stat().st_mtime_ns for p in files[1:]} == {p: before[p] for p in files[1:]}
+    assert (tmp_path / "train.jsonl").read_text() == jsonl

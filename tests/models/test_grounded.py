@@ -1,0 +1,346 @@
+"""The grounded captioner: warm start, what it stores, retrieval, evidence, and real files.
+
+Every model here is tiny and real: a 2-layer BERT and its WordPiece vocabulary saved by the
+test stand in for all-MiniLM-L6-v2 (the packaged weights are tested in the default-model
+tests), so the same loading code runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from models.captioner.answers import NO_ANSWER, Answer
+from models.captioner.configuration_grounded import GroundedCaptionerConfig, grounded_bart_config
+from models.captioner.configuration_videobert import VideoBertConfig
+from models.captioner.grounded_pipeline import GroundedPipeline
+from models.captioner.grounding import (
+    Piece,
+    PieceCache,
+    VideoContext,
+    evidence_targets,
+    pack,
+    read_evidence,
+    select_pieces,
+    stretch_tags,
+)
+from models.captioner.modeling_grounded import (
+    GroundedCaptionerModel,
+    TextEncoder,
+    build_grounded,
+    warm_start,
+)
+from models.perception.result import Perception, SpeechSegment, Tag, TextItem, TimedTags, Transcript
+
+WORDS = tuple(
+    [
+        "a",
+        "an",
+        "the",
+        "dog",
+        "cat",
+        "bicycle",
+        "red",
+        "blue",
+        "what",
+        "which",
+        "who",
+        "is",
+        "are",
+        "was",
+        "shown",
+        "seen",
+        "on",
+        "screen",
+        "said",
+        "in",
+        "english",
+        "russian",
+        "sound",
+        "no",
+        "one",
+        "speaks",
+        "video",
+        "has",
+        "audio",
+        "track",
+        "describe",
+        "this",
+        "part",
+        "of",
+        "anna",
+        "bought",
+        "apples",
+        "three",
+        "beware",
+        "sign",
+        "music",
+        "noise",
+        "yes",
+        "does",
+        "say",
+        "animal",
+        "text",
+        "appears",
+    ]
+)
+CLASSES = ["golden retriever (dog)", "tabby (cat)", "mountain bike (bicycle)", "pizza", "zebra"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT and its tokenizer, saved like a sentence-transformers directory."""
+    path = tmp_path_factory.mktemp("bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", ":", "?", "(", ")", *WORDS]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
+    )  # fmt: skip
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+def tiny_config(bert: Path, classes: int = len(CLASSES)) -> GroundedCaptionerConfig:
+    vocab = len((bert / "vocab.txt").read_text().split())
+    return GroundedCaptionerConfig(
+        text_encoder=str(bert),
+        tag_classes=classes,
+        decoder_config=grounded_bart_config(
+            32, vocab_size=vocab, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            max_position_embeddings=40, pad_token_id=0,
+            bos_token_id=2, eos_token_id=3, decoder_start_token_id=2, forced_eos_token_id=3,
+        ),
+        videobert_config=VideoBertConfig(
+            visual_feature_size=34, audio_feature_size=16, hidden_size=16, num_hidden_layers=1,
+            fusion_layer=1, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=16,
+        ),
+        audio_channels=[4, 8],
+        n_mels=16,
+        max_frames=8,
+        max_context_tokens=48,
+        max_new_tokens=12,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_bert: Path) -> GroundedCaptionerModel:
+    torch.manual_seed(0)
+    return build_grounded(tiny_config(tiny_bert), class_names=CLASSES).eval()
+
+
+def context(duration: float = 8.0, has_audio: bool = True) -> VideoContext:
+    times = np.arange(duration) + 0.5
+    classes = np.tile(np.array([0, 2, 1, 3, 4]), (len(times), 1))
+    scores = np.tile(np.array([0.6, 0.2, 0.05, 0.02, 0.01], dtype=np.float32), (len(times), 1))
+    pieces = [
+        Piece(
+            "speech",
+            1.0,
+            3.0,
+            "said in english: anna bought three apples.",
+            "anna bought three apples.",
+        ),
+        Piece("text", 0.0, 4.0, "on screen: beware", "beware"),
+        *stretch_tags(times, classes, scores, duration, [(c, ()) for c in CLASSES]),
+    ]
+    return VideoContext(
+        duration, has_audio, times, classes, scores,
+        np.zeros((len(times), 16, 101), np.float16), np.full(len(times), has_audio), pieces,
+    )  # fmt: skip
+
+
+def test_warm_start_copies_bert_layers_exactly(tiny_bert: Path) -> None:
+    # A BART encoder layer warm-started from BERT layer i computes what that BERT layer
+    # computes (same post-LN layout, GELU, scaling): Rothe et al.'s mapping, checked.
+    bert = BertModel.from_pretrained(tiny_bert, add_pooling_layer=False).eval()
+    model = GroundedCaptionerModel(tiny_config(tiny_bert)).eval()
+    warm_start(model, bert)
+    x = torch.randn(2, 5, 32)
+    mask = torch.zeros(2, 1, 1, 5)
+    top = bert.config.num_hidden_layers - 1  # the joint encoder's only layer takes the top one
+    theirs = bert.encoder.layer[top](x, attention_mask=mask)
+    theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+    ours = model.encoder_layers[0](x, mask)
+    ours = ours[0] if isinstance(ours, tuple) else ours
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    positions = (
+        bert.embeddings.position_embeddings.weight + bert.embeddings.token_type_embeddings.weight[0]
+    )
+    torch.testing.assert_close(model.decoder_positions.weight, positions[:40])
+
+
+def test_checkpoint_holds_no_text_encoder_and_round_trips(
+    tiny_model: GroundedCaptionerModel, tmp_path: Path
+) -> None:
+    keys = tiny_model.state_dict().keys()
+    assert not [k for k in keys if "word_embeddings" in k and not k.startswith("videobert")]
+    assert "tag_table" in keys
+    tiny_model.save_pretrained(tmp_path)
+    again = GroundedCaptionerModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    cache = PieceCache(tiny_model.text_encoder)
+    packed = pack(
+        [context()],
+        ["what animal is shown?"],
+        cache,
+        max_frames=8,
+        max_question_tokens=16,
+        max_context_tokens=48,
+    )
+    a = tiny_model.greedy(tiny_model.encode(**packed.inputs))[0]
+    b = again.greedy(again.encode(**packed.inputs))[0]
+    assert torch.equal(a, b)
+    torch.testing.assert_close(again.tag_table, tiny_model.tag_table)
+
+
+def test_training_step_reaches_only_trainable_parts(tiny_bert: Path) -> None:
+    torch.manual_seed(0)
+    model = build_grounded(tiny_config(tiny_bert), class_names=CLASSES).train()
+    cache = PieceCache(model.text_encoder)
+    packed = pack(
+        [context(), context(has_audio=False)],
+        ["what did anna buy?", "what is shown?"],
+        cache,
+        max_frames=8,
+        max_question_tokens=16,
+        max_context_tokens=48,
+    )
+    tok = model.text_encoder.tokenizer
+    labels = tok(["three apples", "a dog"], padding=True, return_tensors="pt")["input_ids"][:, 1:]
+    labels = labels.masked_fill(labels.eq(0), -100)
+    evidence = evidence_targets(
+        packed,
+        [
+            [{"kind": "speech", "start": 1.0, "end": 3.0}],
+            [{"kind": "visual", "start": 0.0, "end": 5.0}],
+        ],
+    )
+    assert evidence.sum() >= 2
+    out = model(
+        labels=labels,
+        evidence=evidence,
+        audio_classes=torch.zeros(2, 8, dtype=torch.long),
+        **packed.inputs,
+    )
+    assert out.loss is not None and torch.isfinite(out.loss)
+    assert set(out.losses or {}) == {"text", "evidence", "audio"}
+    out.loss.backward()
+    assert model.decoder_layers[0].encoder_attn.q_proj.weight.grad is not None
+    assert model.videobert.fusion.visual_gate.weight.grad is not None  # type: ignore[union-attr]
+    assert all(p.grad is None for p in model.text_encoder.model.parameters())
+
+
+def test_copying_lets_the_decoder_write_a_word_it_only_reads(
+    tiny_model: GroundedCaptionerModel,
+) -> None:
+    # "apples" is in the transcript. With the output layer told never to write it, the
+    # pointer still gives it probability; without copying it has none left.
+    cache = PieceCache(tiny_model.text_encoder)
+    packed = pack(
+        [context()],
+        ["what did anna buy?"],
+        cache,
+        max_frames=8,
+        max_question_tokens=16,
+        max_context_tokens=48,
+    )
+    word = tiny_model.text_encoder.tokenizer.convert_tokens_to_ids("apples")
+    encoded = tiny_model.encode(**packed.inputs)
+    start = torch.tensor([[2]])
+    saved = tiny_model.final_logits_bias.clone()
+    try:
+        tiny_model.final_logits_bias[word] = -1e4
+        _, with_copy = tiny_model.decode(encoded, start)
+        tiny_model.config.copy = False
+        _, without = tiny_model.decode(encoded, start)
+    finally:
+        tiny_model.config.copy = True
+        tiny_model.final_logits_bias.copy_(saved)
+    assert with_copy[0, -1, word].exp() > 1e-4
+    assert without[0, -1, word].exp() < 1e-8
+
+
+def test_retrieval_keeps_what_the_question_is_about(tiny_bert: Path) -> None:
+    cache = PieceCache(TextEncoder(str(tiny_bert)))
+    pieces = [Piece("audio", 0, 60, "sound: no one speaks", "no speech")]
+    pieces += [Piece("visual", t, t + 5, "seen: zebra", "zebra") for t in range(0, 60, 5)]
+    pieces.insert(6, Piece("text", 27, 29, "on screen: beware dog", "beware dog"))
+    budget = 3 + 4 + 3  # the audio fact, the sign, one tag stretch
+    chosen = select_pieces(pieces, "what text appears on screen?", cache, budget)
+    assert chosen[0].kind == "audio"  # whole-video facts are always read
+    assert any(p.kind == "text" for p in chosen)
+    assert sum(len(cache.get([p.text])[0][0]) for p in chosen) <= budget
+    assert [p.start for p in chosen] == sorted(p.start for p in chosen)
+    assert select_pieces(pieces, "what text appears on screen?", cache, 10_000) == pieces
+
+
+def test_evidence_names_the_units_scored_highest(tiny_model: GroundedCaptionerModel) -> None:
+    cache = PieceCache(tiny_model.text_encoder)
+    packed = pack(
+        [context()],
+        ["what did anna buy?"],
+        cache,
+        max_frames=8,
+        max_question_tokens=16,
+        max_context_tokens=48,
+    )
+    units = len(packed.units[0])
+    scores = torch.full((1, units), -10.0)
+    speech = next(i for i, u in enumerate(packed.units[0]) if u[0] == "speech")
+    scores[0, speech] = 5.0
+    frames = packed.frame_unit_offset[0]
+    scores[0, frames + 2] = 4.9
+    scores[0, frames + 3] = 4.9
+    audio_logits = torch.zeros(1, 8, 5)
+    audio_logits[0, :, 3] = 1.0  # music
+    found = read_evidence(packed, scores, audio_logits)[0]
+    assert found[0].kind == "speech" and found[0].snippet == "anna bought three apples."
+    assert (found[0].start, found[0].end) == (1.0, 3.0)
+    sound = [e for e in found if e.kind == "audio"]
+    assert len(sound) == 1 and sound[0].snippet == "music"
+    assert sound[0].start == pytest.approx(2.0) and sound[0].end == pytest.approx(4.0)
+
+
+def test_pipeline_reads_a_real_file_and_answers_with_evidence(
+    tiny_bert: Path, make_video, tmp_path: Path
+) -> None:
+    # The tagger's 1000 classes (names do not matter here: the file's tags are given).
+    model = build_grounded(tiny_config(tiny_bert, 1000), class_names=CLASSES * 200).eval()
+    path = make_video("h264_aac_mp4", duration=4)
+    tags = lambda t: TimedTags(t, t, (Tag("golden retriever", "n02099601", 0.7, ("dog",)),))  # noqa: E731
+    found = Perception(
+        duration_s=4.0,
+        transcript=Transcript(
+            "en", 0.9, (SpeechSegment(0.5, 2.0, "anna bought three apples.", "en", 0.9),)
+        ),
+        text=(TextItem(1.0, 3.0, "BEWARE", 0.9),),
+        frame_tags=tuple(tags(t + 0.5) for t in range(4)),
+    )
+    pipe = GroundedPipeline(model, device="cpu")
+    ctx = pipe.context(found, path, isolate=False)
+    assert ctx.has_audio and ctx.audio_heard.all()
+    assert ctx.audio_mels.std() > 0  # the soundtrack was read, not zeros
+    assert {p.kind for p in ctx.pieces} == {"speech", "text", "visual"}
+    pipe.save_context(ctx, tmp_path / "context.npz")
+    again = pipe.load_context(tmp_path / "context.npz")
+    assert again.pieces == ctx.pieces and np.array_equal(again.audio_mels, ctx.audio_mels)
+    answers = pipe.answer(again, ["what did anna buy?", "is there music?"])
+    assert len(answers) == 2 and all(isinstance(a, Answer) for a in answers)
+    for a in answers:
+        if a.text == NO_ANSWER:
+            assert a.evidence == ()
+        for e in a.evidence:
+            assert 0.0 <= e.start <= e.end <= 4.0
+    segments = pipe.describe_segments(again, 2.0)
+    assert [(s.start, s.end) for s in segments] == [(0.0, 2.0), (2.0, 4.0)]
+    with pytest.raises(ValueError, match="empty"):
+        pipe.answer(again, ["  "])
