@@ -166,7 +166,9 @@ class JobPublic(BaseModel):
     attempts: int = Field(description="1, or more when a worker was lost and the job retried.")
     question: str | None = None
     result: dict[str, Any] | None = Field(
-        description="caption jobs: {caption, segments}; question jobs: {question, answer}."
+        description="caption jobs: {caption, segments, transcript, ...}; question jobs:"
+        " {question, answer, evidence: [{kind, start, end, snippet}]} (evidence: the moments"
+        " the answer rests on, kind speech, text, visual or audio; empty when there are none)."
     )
     error: JobError | None
     cancel_requested: bool

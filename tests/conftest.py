@@ -188,6 +188,147 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: obj
     return path
 
 
+TINY_BERT_WORDS = tuple(
+    [
+        "a",
+        "an",
+        "the",
+        "dog",
+        "cat",
+        "bicycle",
+        "red",
+        "blue",
+        "what",
+        "which",
+        "who",
+        "is",
+        "are",
+        "was",
+        "shown",
+        "seen",
+        "on",
+        "screen",
+        "said",
+        "in",
+        "english",
+        "russian",
+        "sound",
+        "no",
+        "one",
+        "speaks",
+        "video",
+        "has",
+        "audio",
+        "track",
+        "describe",
+        "this",
+        "part",
+        "of",
+        "anna",
+        "bought",
+        "apples",
+        "three",
+        "beware",
+        "sign",
+        "music",
+        "noise",
+        "yes",
+        "does",
+        "say",
+        "animal",
+        "text",
+        "appears",
+    ]
+)
+GROUNDED_CLASSES = [
+    "golden retriever (dog)",
+    "tabby (cat)",
+    "mountain bike (bicycle)",
+    "pizza",
+    "zebra",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT and its WordPiece tokenizer (stands in for all-MiniLM-L6-v2)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("bert")
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        ".",
+        ",",
+        ":",
+        "?",
+        "(",
+        ")",
+        *TINY_BERT_WORDS,
+    ]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
+    )  # fmt: skip
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+def tiny_grounded_config(bert: Path, classes: int = 5) -> Any:
+    """A grounded captioner small enough for tests, reading the tiny BERT at ``bert``."""
+    from models.captioner.configuration_grounded import (
+        GroundedCaptionerConfig,
+        grounded_bart_config,
+    )
+    from models.captioner.configuration_videobert import VideoBertConfig
+
+    vocab = len((bert / "vocab.txt").read_text().split())
+    return GroundedCaptionerConfig(
+        text_encoder=str(bert),
+        tag_classes=classes,
+        decoder_config=grounded_bart_config(
+            32, vocab_size=vocab, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            max_position_embeddings=40, pad_token_id=0,
+            bos_token_id=2, eos_token_id=3, decoder_start_token_id=2, forced_eos_token_id=3,
+        ),
+        videobert_config=VideoBertConfig(
+            visual_feature_size=34, audio_feature_size=16, hidden_size=16, num_hidden_layers=1,
+            fusion_layer=1, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=16,
+        ),
+        audio_channels=[4, 8],
+        n_mels=16,
+        max_frames=8,
+        max_context_tokens=48,
+        max_new_tokens=12,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_grounded_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """A saved (untrained) tiny grounded captioner over the tagger's 1000 classes."""
+    import torch
+
+    from models.captioner.modeling_grounded import build_grounded
+
+    torch.manual_seed(0)
+    model = build_grounded(
+        tiny_grounded_config(tiny_bert_dir, 1000), class_names=GROUNDED_CLASSES * 200
+    )
+    path = tmp_path_factory.mktemp("tiny-grounded")
+    model.save_pretrained(path)
+    return path
+
+
 # --- The service: a real redis-server, API process and worker processes ---------------------
 
 API_KEYS = {"alice": "key-alice-0001", "bob": "key-bob-00002"}

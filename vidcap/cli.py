@@ -135,6 +135,7 @@ def _load_pipeline(model: Path | None, device: str | None) -> tuple[Any, Path, f
 
     from transformers.utils import logging as hf_logging
 
+    from models.captioner.grounded_pipeline import GroundedPipeline, is_grounded
     from models.captioner.pipeline import CaptionPipeline
 
     hf_logging.disable_progress_bar()  # stdout is JSON; stderr stays for real problems
@@ -152,6 +153,12 @@ def _load_pipeline(model: Path | None, device: str | None) -> tuple[Any, Path, f
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     began = time.perf_counter()
+    if is_grounded(path):
+        return (
+            GroundedPipeline.from_pretrained(path, device=device or settings.device),
+            path,
+            time.perf_counter() - began,
+        )
     pipe = CaptionPipeline.from_pretrained(
         path,
         device=device or settings.device,
@@ -381,6 +388,7 @@ def _remote_ask(video_id: str, question: str, server: str, api_key: str | None) 
             **ids,
             "question": job["result"].get("question", question),
             "answer": job["result"]["answer"],
+            "evidence": job["result"].get("evidence", []),
             "timings_s": {name: round(float(s), 4) for name, s in job["timings"].items()},
         }
     )
@@ -396,7 +404,11 @@ def caption_command(
     ] = None,
     save: Annotated[
         Path | None,
-        typer.Option("--save", help="Save the video's features here (.safetensors) for `ask`."),
+        typer.Option(
+            "--save",
+            help="Save what the model read for `ask`: features (.safetensors), or the grounded"
+            " captioner's context (.npz).",
+        ),
     ] = None,
     device: DeviceOption = None,
     server: ServerOption = None,
@@ -445,6 +457,13 @@ def caption_command(
 
     pipe, path, load_s = _load_pipeline(model, device)
     timer = StageTimer()
+    if not hasattr(pipe, "extract"):  # the grounded captioner reads the experts' findings
+        if saved:
+            raise typer.BadParameter(
+                "this model reads the experts' findings: caption the video file itself"
+            )
+        _caption_grounded(pipe, path, file, load_s, timer, segments, language, translate, save)
+        return
     found = None
     if saved:
         features = _features(pipe, file, timer)
@@ -491,12 +510,74 @@ def caption_command(
     _print_json(result)
 
 
+def _grounded_context(
+    pipe: Any, file: Path, timer: Any, segment_s: float, language: str | None, translate: bool
+) -> tuple[Any, Any]:
+    """Run the experts on a file and build what the grounded captioner reads about it."""
+    from models.perception.runner import Perceiver
+
+    if file.suffix == ".npz":  # a context saved by `caption --save`
+        try:
+            return None, pipe.load_context(file)
+        except (OSError, ValueError, KeyError) as e:
+            raise typer.BadParameter(f"not a saved context: {e}") from None
+    with timer.stage("load_experts"):
+        experts = Perceiver(whisper_model=get_settings().whisper_model, device=pipe.device.type)
+    try:
+        with timer.stage("perception"):
+            found, _ = experts.run(
+                file, segment_seconds=segment_s, language=language, translate=translate
+            )
+        with timer.stage("context"):
+            return found, pipe.context(found, file, limits=get_settings().media_limits())
+    except MediaError as e:
+        _fail(e)
+
+
+def _caption_grounded(
+    pipe: Any,
+    path: Path,
+    file: Path,
+    load_s: float,
+    timer: Any,
+    segments: float | None,
+    language: str | None,
+    translate: bool,
+    save: Path | None,
+) -> None:
+    from models.perception.runner import public_view
+
+    segment_s = segments or get_settings().default_segment_s
+    found, ctx = _grounded_context(pipe, file, timer, segment_s, language, translate)
+    result: dict[str, Any] = {
+        "file": str(file),
+        "model": str(path),
+        "duration_s": round(ctx.duration, 3),
+        "frames": len(ctx.frame_times),
+        "has_audio": ctx.has_audio,
+        "caption": pipe.describe(ctx, timer=timer),
+    }
+    if segments is not None:
+        result["segments"] = [
+            {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+            for s in pipe.describe_segments(ctx, segments, timer=timer)
+        ]
+    result.update(public_view(found))
+    result["perception_timings_s"] = {k: round(v, 4) for k, v in found.timings.items()}
+    if save is not None:
+        pipe.save_context(ctx, save)
+        result["context"] = str(save)
+    result["timings_s"] = _timings(load_s, timer)
+    _print_json(result)
+
+
 @app.command("ask")
 def ask_command(
     file: Annotated[
         str,
         typer.Argument(
-            help="A video file, or features saved by caption --save; with --server, a video id.",
+            help="A video file, or features (.safetensors) or a context (.npz) saved by caption"
+            " --save; with --server, a video id.",
             metavar="FILE_OR_VIDEO_ID",
         ),
     ],
@@ -522,14 +603,23 @@ def ask_command(
 
     pipe, path, load_s = _load_pipeline(model, device)
     timer = StageTimer()
-    features = _features(pipe, Path(file), timer)
-    answer = pipe.answer(features, question, timer=timer)
+    evidence: list[dict[str, Any]] = []
+    if hasattr(pipe, "extract"):
+        features = _features(pipe, Path(file), timer)
+        answer = pipe.answer(features, question, timer=timer)
+    else:  # the grounded captioner: answers carry the moments they rest on
+        _, ctx = _grounded_context(
+            pipe, Path(file), timer, get_settings().default_segment_s, None, False
+        )
+        found = pipe.answer(ctx, [question], timer=timer)[0]
+        answer, evidence = found.text, [e.to_dict() for e in found.evidence]
     _print_json(
         {
             "file": str(Path(file)),
             "model": str(path),
             "question": question,
             "answer": answer,
+            "evidence": evidence,
             "timings_s": _timings(load_s, timer),
         }
     )

@@ -31,6 +31,7 @@ from workers.store import WORKER_PREFIX, Store, reconnecting
 if TYPE_CHECKING:
     from rq import Queue
 
+    from models.captioner.grounded_pipeline import GroundedPipeline
     from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
 
@@ -64,7 +65,7 @@ def metrics() -> Metrics:
     return _state["metrics"]
 
 
-def pipeline() -> CaptionPipeline:
+def pipeline() -> CaptionPipeline | GroundedPipeline:
     """The loaded model pipeline."""
     return _state["pipeline"]
 
@@ -88,7 +89,9 @@ def redis_clients(url: str) -> tuple[redis.Redis, redis.Redis]:
     )
 
 
-def start(config: Settings, pipe: CaptionPipeline, experts: Perceiver) -> redis.Redis:
+def start(
+    config: Settings, pipe: CaptionPipeline | GroundedPipeline, experts: Perceiver
+) -> redis.Redis:
     """Sets up this process's state for the job functions; returns RQ's (bytes) client."""
     if config.redis_url is None:
         raise ValueError("REDIS_URL is not set: a worker needs the Redis the API uses")
@@ -132,17 +135,23 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
     """
     from transformers.utils import logging as hf_logging
 
+    from models.captioner.grounded_pipeline import GroundedPipeline, is_grounded
     from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
 
     hf_logging.disable_progress_bar()  # one log line says the model loaded; no bar in the logs
     began = time.perf_counter()
-    pipe = CaptionPipeline.from_pretrained(
-        config.model,
-        device=config.device,
-        limits=config.media_limits(),
-        backend=config.media_backend,
-    )
+    pipe: CaptionPipeline | GroundedPipeline
+    if is_grounded(config.model):
+        pipe = GroundedPipeline.from_pretrained(config.model, device=config.device)
+        pipe.model.text_encoder  # noqa: B018  # load (and check) the text encoder now
+    else:
+        pipe = CaptionPipeline.from_pretrained(
+            config.model,
+            device=config.device,
+            limits=config.media_limits(),
+            backend=config.media_backend,
+        )
     log.info(
         "model %s loaded on %s in %.1fs", config.model, pipe.device, time.perf_counter() - began
     )

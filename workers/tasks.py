@@ -365,12 +365,16 @@ def caption_video(job_id: str) -> None:
     then the description and its segments. Features and what the experts found are cached
     beside the file, so a retry or a question never runs them again."""
     from models.captioner.features import VideoFeatures
+    from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import public_view
 
     with attempt(job_id) as job:
         if job is None:
             return
         settings, pipe, video = runtime.settings(), runtime.pipeline(), job.video()
+        if not isinstance(pipe, CaptionPipeline):
+            caption_grounded(job, video)
+            return
         options, media = video["options"], video["media"]
         folder = settings.data_dir / video["dir"]
         sampling = {
@@ -428,6 +432,63 @@ def caption_video(job_id: str) -> None:
         )
 
 
+def caption_grounded(job: Attempt, video: dict[str, Any]) -> None:
+    """:func:`caption_video` with the grounded captioner: the experts run, then the model
+    reads what they found (cached as ``context.npz``: questions read it back)."""
+    from models.captioner.grounded_pipeline import CONTEXT_NAME, GroundedPipeline
+    from models.perception.runner import public_view
+
+    settings, pipe = runtime.settings(), runtime.pipeline()
+    assert isinstance(pipe, GroundedPipeline)
+    options = video["options"]
+    folder = settings.data_dir / video["dir"]
+    source, perceived, context = (
+        folder / video["file"],
+        folder / PERCEPTION_NAME,
+        folder / CONTEXT_NAME,
+    )
+    job.windows = 1  # no feature windows: the context is built once the experts are done
+    found: Perception | None = None
+    if perceived.is_file():  # an earlier attempt got this far
+        with contextlib.suppress(Exception):
+            found = Perception.load(perceived)
+    if found is None:
+        with job.timer.stage(PERCEPTION):
+            found, _ = runtime.perceiver().run(
+                source,
+                segment_seconds=options["segment_seconds"],
+                language=options.get("language"),
+                translate=bool(options.get("translate")),
+                on_progress=job.perceiving,
+            )
+    job.perception_done()
+    if not folder.is_dir():
+        raise Canceled()  # the video was deleted meanwhile
+    found.save(perceived)
+    ctx = None
+    if context.is_file():
+        with contextlib.suppress(Exception):
+            ctx = pipe.load_context(context)
+    if ctx is None:
+        ctx = pipe.context(found, source, limits=settings.media_limits())
+        pipe.save_context(ctx, context)
+    make_preview(job, folder, video)
+    description = pipe.describe(ctx, timer=job.timer)
+    segments = pipe.describe_segments(ctx, options["segment_seconds"], timer=job.timer)
+    job.finish(
+        JobState.SUCCEEDED,
+        timings={**job.timings, **found.timings},
+        result={
+            "caption": description,
+            "segments": [
+                {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+                for s in segments
+            ],
+            **public_view(found),
+        },
+    )
+
+
 def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:
     """Writes ``preview.mp4`` (H.264/AAC) beside a video browsers cannot play as uploaded.
 
@@ -448,17 +509,28 @@ def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:
 
 
 def answer_question(job_id: str) -> None:
-    """Answers a question from the video's cached features (no second decode)."""
+    """Answers a question from the video's cached features or context (no second decode).
+
+    The grounded captioner's answers carry evidence: the moments they rest on."""
     from models.captioner.features import VideoFeatures
+    from models.captioner.grounded_pipeline import CONTEXT_NAME, GroundedPipeline
 
     with attempt(job_id) as job:
         if job is None:
             return
-        features = VideoFeatures.load(features_path(runtime.settings().data_dir, job.video()))
         question = job.record["question"]
-        answer = runtime.pipeline().answer(features, question, timer=job.timer)
+        pipe = runtime.pipeline()
+        evidence: list[dict[str, Any]] = []
+        if isinstance(pipe, GroundedPipeline):
+            video = job.video()
+            ctx = pipe.load_context(runtime.settings().data_dir / video["dir"] / CONTEXT_NAME)
+            found = pipe.answer(ctx, [question], timer=job.timer)[0]
+            answer, evidence = found.text, [e.to_dict() for e in found.evidence]
+        else:
+            features = VideoFeatures.load(features_path(runtime.settings().data_dir, job.video()))
+            answer = pipe.answer(features, question, timer=job.timer)
         job.finish(
             JobState.SUCCEEDED,
             timings=job.timings,
-            result={"question": question, "answer": answer},
+            result={"question": question, "answer": answer, "evidence": evidence},
         )

@@ -1299,7 +1299,32 @@
     node.classList.remove("pending", "failed");
     node.removeAttribute("aria-busy");
     if (job.state === "succeeded") {
-      node.textContent = (job.result && job.result.answer) || "(no answer)";
+      const result = job.result || {};
+      node.textContent = result.answer || "(no answer)";
+      const evidence = result.evidence || [];
+      if (evidence.length) {
+        // The moments the answer rests on: each one seeks the player there.
+        node.append(
+          el(
+            "span",
+            { class: "evidence" },
+            ...evidence.map((item) =>
+              el(
+                "button",
+                {
+                  type: "button",
+                  class: `moment ${item.kind}`,
+                  title: `${item.kind} ${clock(item.start)}–${clock(item.end)}: ${item.snippet}`,
+                  onclick: () => seek(item.start),
+                },
+                el("span", { class: "time", text: clock(item.start) }),
+                el("span", { class: "kind", text: item.kind }),
+                el("span", { class: "snippet", text: item.snippet }),
+              ),
+            ),
+          ),
+        );
+      }
     } else if (job.state === "failed" || job.state === "canceled") {
       node.classList.add("failed");
       const error = job.error || { code: job.state, message: job.state };

@@ -42,7 +42,7 @@ from models.captioner.grounding import (
     text_piece,
 )
 from models.captioner.modeling_grounded import GroundedCaptionerModel
-from models.captioner.pipeline import Segment
+from models.captioner.pipeline import Segment, StageTimer
 from models.device import default_device
 from models.media import MediaInfo, MediaLimits, audio_windows, probe
 from models.media.reader import iter_audio
@@ -50,6 +50,19 @@ from models.media.sampling import segment_spans
 from models.perception.result import Perception
 
 CONTEXT_VERSION = 1
+CONTEXT_NAME = "context.npz"  # what the model reads about a video, cached beside it
+
+
+def is_grounded(model_dir: str | os.PathLike[str]) -> bool:
+    """Whether a model directory holds a grounded captioner (by its config's model type)."""
+    from models.captioner.configuration_grounded import GroundedCaptionerConfig
+
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
+        return False
+    return bool(
+        json.loads(config.read_text()).get("model_type") == GroundedCaptionerConfig.model_type
+    )
 
 
 def _synset_index() -> dict[str, int]:
@@ -183,22 +196,28 @@ class GroundedPipeline:
 
     @torch.inference_mode()
     def _run(
-        self, contexts: Sequence[VideoContext], prompts: Sequence[str]
+        self,
+        contexts: Sequence[VideoContext],
+        prompts: Sequence[str],
+        timer: StageTimer | None = None,
     ) -> list[tuple[str, Packed, int, torch.Tensor, torch.Tensor]]:
         cfg = self.model.config
+        timer = timer or StageTimer()
         out = []
         for i in range(0, len(prompts), self.batch_size):
-            packed = pack(
-                contexts[i : i + self.batch_size],
-                prompts[i : i + self.batch_size],
-                self.cache,
-                max_frames=cfg.max_frames,
-                max_question_tokens=cfg.max_question_tokens,
-                max_context_tokens=cfg.max_context_tokens,
-                device=self.device,
-            )
-            encoded = self.model.encode(**packed.inputs)
-            ids, states = self.model.greedy(encoded)
+            with timer.stage("fusion"):
+                packed = pack(
+                    contexts[i : i + self.batch_size],
+                    prompts[i : i + self.batch_size],
+                    self.cache,
+                    max_frames=cfg.max_frames,
+                    max_question_tokens=cfg.max_question_tokens,
+                    max_context_tokens=cfg.max_context_tokens,
+                    device=self.device,
+                )
+                encoded = self.model.encode(**packed.inputs)
+            with timer.stage("generate"):
+                ids, states = self.model.greedy(encoded)
             texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
             answer = ids.ne(cfg.decoder_config.pad_token_id) & ids.ne(
                 cfg.decoder_config.eos_token_id
@@ -209,22 +228,28 @@ class GroundedPipeline:
                 out.append((text.strip(), packed, row, scores, encoded.audio_logits))
         return out
 
-    def describe(self, ctx: VideoContext) -> str:
+    def describe(self, ctx: VideoContext, *, timer: StageTimer | None = None) -> str:
         """A description of the whole video."""
-        return self._run([ctx], [DESCRIBE])[0][0]
+        return self._run([ctx], [DESCRIBE], timer)[0][0]
 
-    def describe_segments(self, ctx: VideoContext, segment_seconds: float) -> list[Segment]:
+    def describe_segments(
+        self, ctx: VideoContext, segment_seconds: float, *, timer: StageTimer | None = None
+    ) -> list[Segment]:
         """One description per ``segment_seconds`` stretch, in order."""
         spans = segment_spans(max(ctx.duration, 1e-3), segment_seconds)
-        done = self._run([ctx.window(s, e) for s, e in spans], [DESCRIBE_PART] * len(spans))
+        done = self._run([ctx.window(s, e) for s, e in spans], [DESCRIBE_PART] * len(spans), timer)
         return [Segment(s, e, text) for (s, e), (text, *_rest) in zip(spans, done, strict=True)]
 
-    def answer(self, ctx: VideoContext, questions: Sequence[str]) -> list[Answer]:
+    def answer(
+        self, ctx: VideoContext, questions: Sequence[str], *, timer: StageTimer | None = None
+    ) -> list[Answer]:
         """Answers with the moments they rest on; "the video does not say" when it does not."""
         if any(not q.strip() for q in questions):
             raise ValueError("a question must not be empty")
         results = []
-        for text, packed, row, scores, audio_logits in self._run([ctx] * len(questions), questions):
+        for text, packed, row, scores, audio_logits in self._run(
+            [ctx] * len(questions), questions, timer
+        ):
             if text.lower().rstrip(".") == NO_ANSWER:
                 results.append(Answer(NO_ANSWER))
                 continue

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +156,8 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
 
     tag_table: torch.Tensor
     final_logits_bias: torch.Tensor
+    output_ids: torch.Tensor
+    output_index: torch.Tensor
 
     def __init__(self, config: GroundedCaptionerConfig) -> None:
         super().__init__(config)
@@ -184,6 +187,12 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         self.audio_head = nn.Linear(vb.hidden_size, len(AUDIO_CLASSES))
         # The tagger's class names embedded by the text encoder (filled by build_grounded).
         self.register_buffer("tag_table", torch.zeros(config.tag_classes, d))
+        # The words the decoder may write from its own vocabulary (all, when empty); any other
+        # word can only be copied from what the model read.
+        self.register_buffer("output_ids", torch.zeros(config.output_vocab_size, dtype=torch.long))
+        self.register_buffer(
+            "output_index", torch.full((dc.vocab_size,), -1, dtype=torch.long), persistent=False
+        )
         self._text: TextEncoder | None = None
         self.post_init()
 
@@ -311,11 +320,29 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                 h, self_mask, encoded.states, encoder_attention_mask=cross_mask, use_cache=False
             )
             h = out[0] if isinstance(out, tuple) else out
-        logits = self.output_transform(h) @ embeddings.T.to(h.dtype) + self.final_logits_bias
-        vocab = logits.float().log_softmax(-1)  # (B, L, V)
         safe = None if targets is None else targets.clamp(min=0)
+        written = self.output_transform(h)
+        if len(self.output_ids):
+            ids = self.output_ids
+            logits = written @ embeddings[ids].T.to(h.dtype) + self.final_logits_bias[ids]
+            part = logits.float().log_softmax(-1)  # (B, L, K)
+            if safe is not None:
+                index = self.output_index_table()[safe]  # (B, L), -1: not writable
+                own = part.gather(-1, index.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                own = own.masked_fill(index < 0, float("-inf"))
+                vocab = own.unsqueeze(-1)  # (B, L, 1): the targets' log-probabilities
+            else:
+                vocab = torch.full(
+                    (*part.shape[:2], embeddings.shape[0]), float("-inf"), device=part.device
+                )
+                vocab[..., ids] = part
+        else:
+            logits = written @ embeddings.T.to(h.dtype) + self.final_logits_bias
+            vocab = logits.float().log_softmax(-1)  # (B, L, V)
+            if safe is not None:
+                vocab = vocab.gather(-1, safe.unsqueeze(-1))  # (B, L, 1)
         if not self.config.copy:
-            return h, vocab if safe is None else vocab.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+            return h, vocab if safe is None else vocab.squeeze(-1)
         d = h.shape[-1]
         scores = self.copy_query(h) @ self.copy_key(encoded.states).transpose(1, 2) / math.sqrt(d)
         scores = scores.float().masked_fill(~encoded.copyable[:, None, :], float("-inf"))
@@ -325,7 +352,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         gate = torch.sigmoid(self.copy_gate(torch.cat([h, context], -1))).float()  # (B, L, 1)
         gate = torch.where(has_text[..., 0:1], gate, torch.ones_like(gate))
         if safe is not None:
-            from_vocab = vocab.gather(-1, safe.unsqueeze(-1)).exp()  # (B, L, 1)
+            from_vocab = vocab.exp()  # (B, L, 1)
             same = encoded.source_ids[:, None, :] == safe.unsqueeze(-1)  # (B, L, S)
             from_copy = (attn * same).sum(-1, keepdim=True)
             mixed = gate * from_vocab + (1 - gate) * from_copy
@@ -335,6 +362,14 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         )
         mixed = gate * vocab.exp() + (1 - gate) * copied
         return h, mixed.clamp(min=1e-12).log()
+
+    def output_index_table(self) -> torch.Tensor:
+        """(V,) each word piece's index among :attr:`output_ids` (-1: copy only)."""
+        table = self.output_index
+        if len(self.output_ids) and not bool(table[self.output_ids[0]] >= 0):
+            table.fill_(-1)
+            table[self.output_ids] = torch.arange(len(self.output_ids), device=table.device)
+        return table
 
     def evidence_scores(
         self, encoded: EncodedInputs, states: torch.Tensor, answer_mask: torch.Tensor, units: int
@@ -514,13 +549,15 @@ def build_grounded(
     config: GroundedCaptionerConfig | None = None,
     *,
     warm: bool = True,
+    output_ids: Sequence[int] | None = None,
     class_names: list[str] | None = None,
 ) -> GroundedCaptionerModel:
     """A new grounded captioner: tag-name table from the text encoder, and (``warm``) the BART
     layers warm-started from it.
 
     ``class_names``: the tagger's class phrases (default: ImageNet-1k's, as the tagger names
-    them).
+    them). ``output_ids``: the word pieces the decoder may write itself (default: all); the
+    config's ``output_vocab_size`` is set from it.
     """
     config = config or GroundedCaptionerConfig()
     encoder = TextEncoder(config.text_encoder)
@@ -541,8 +578,13 @@ def build_grounded(
             f"the text encoder has {bc.vocab_size} word pieces but decoder_config.vocab_size is"
             f" {config.decoder_config.vocab_size}"
         )
+    if output_ids is not None:
+        config.output_vocab_size = len(output_ids)
     model = GroundedCaptionerModel(config)
     model._text = encoder
+    if output_ids is not None:
+        with torch.no_grad():
+            model.output_ids.copy_(torch.tensor(sorted(output_ids), dtype=torch.long))
     if class_names is None:
         from models.perception.tags import class_phrases
 

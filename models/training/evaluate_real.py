@@ -868,22 +868,12 @@ class GroundedPredictor:
         return VideoPrediction(description, segments, answers, found)
 
 
-def is_grounded(model_dir: str | os.PathLike[str]) -> bool:
-    """Whether a model directory holds a grounded captioner (by its config's model type)."""
-    config = Path(model_dir) / "config.json"
-    if not config.is_file():
-        return False
-    from models.captioner.configuration_grounded import GroundedCaptionerConfig
-
-    return bool(
-        json.loads(config.read_text()).get("model_type") == GroundedCaptionerConfig.model_type
-    )
-
-
 def predictor_for(
     model_dir: str | os.PathLike[str], whisper_model: str = "base", **options: Any
 ) -> BaselinePredictor | GroundedPredictor:
     """The predictor that fits the model in ``model_dir``."""
+    from models.captioner.grounded_pipeline import is_grounded
+
     if is_grounded(model_dir):
         return GroundedPredictor(model_dir, whisper_model, **options)
     return BaselinePredictor(model_dir, whisper_model, **options)

@@ -132,6 +132,24 @@ def load_audio(data: Path, record: dict[str, Any]) -> np.ndarray | None:
     return np.load(data / record["split"] / f"{record['id']}.npy").astype(np.float32)
 
 
+def writable_ids(data: Path, config: GroundedCaptionerConfig) -> list[int]:
+    """The word pieces of every training target (answers and descriptions) and the special
+    ones: what the decoder writes itself. Names, numbers and quotes beyond these it can only
+    copy from its inputs."""
+    from transformers import AutoTokenizer
+
+    from models.captioner.modeling_grounded import text_encoder_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(text_encoder_dir(config.text_encoder))
+    ids = set(tokenizer.all_special_ids)
+    for record in read_split(data, "train"):
+        texts = [record["caption"], *(s["caption"] for s in record["segments"])]
+        texts += [q["answer"] for q in record["questions"]]
+        for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            ids.update(row)
+    return sorted(ids)
+
+
 def normalise(text: str) -> str:
     """Lower case, no punctuation or articles: for the validation accuracy."""
     text = re.sub(r"[^\w\s]", " ", text.lower())
@@ -150,14 +168,16 @@ class GroundedTrainer:
         self.rng = random.Random(args.seed)
         config = GroundedCaptionerConfig(**json.loads(args.model_config or "{}"))
         resume = self.out / "checkpoint"
+        data = Path(args.data)
         if args.resume and (resume / "config.json").is_file():
             self.model = GroundedCaptionerModel.from_pretrained(resume, dtype=torch.float32)
         else:
-            self.model = build_grounded(config, warm=not args.scratch)
+            self.model = build_grounded(
+                config, warm=not args.scratch, output_ids=writable_ids(data, config)
+            )
         self.model.train()
         self.encoder = self.model.text_encoder
         self.cache = PieceCache(self.encoder)
-        data = Path(args.data)
         mel = self.model.audio_backbone.mel
         self.contexts: dict[str, list[VideoContext]] = {}
         self.records: dict[str, list[dict[str, Any]]] = {}
@@ -175,8 +195,25 @@ class GroundedTrainer:
             self.examples[split], self.sound[split] = examples, sounds
         texts = {p.text for ctxs in self.contexts.values() for c in ctxs for p in c.pieces}
         texts |= {e.question for exs in self.examples.values() for e in exs}
-        for chunk in tqdm(range(0, len(texts), 512), desc="encode text", unit="batch"):
-            self.cache.get(sorted(texts)[chunk : chunk + 512])
+        # The frozen encoder's states are the same for every run on this data: kept on disk.
+        stored = data / "text_states.pt"
+        if stored.is_file():
+            saved_states = torch.load(stored, weights_only=True)
+            if saved_states.get("encoder") == config.text_encoder:
+                self.cache.states.update(
+                    {k: (ids.tolist(), v) for k, (ids, v) in saved_states["states"].items()}
+                )
+        todo = sorted(texts - self.cache.states.keys())
+        for chunk in tqdm(range(0, len(todo), 512), desc="encode text", unit="batch"):
+            self.cache.get(todo[chunk : chunk + 512])
+        if todo:
+            torch.save(
+                {
+                    "encoder": config.text_encoder,
+                    "states": {k: (torch.tensor(i), v) for k, (i, v) in self.cache.states.items()},
+                },
+                stored,
+            )
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
         self.step = 0

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertModel
 
 from models.captioner.answers import NO_ANSWER, Answer
-from models.captioner.configuration_grounded import GroundedCaptionerConfig, grounded_bart_config
-from models.captioner.configuration_videobert import VideoBertConfig
+from models.captioner.configuration_grounded import GroundedCaptionerConfig
 from models.captioner.grounded_pipeline import GroundedPipeline
 from models.captioner.grounding import (
     Piece,
@@ -35,107 +34,19 @@ from models.captioner.modeling_grounded import (
     warm_start,
 )
 from models.perception.result import Perception, SpeechSegment, Tag, TextItem, TimedTags, Transcript
+from tests.conftest import GROUNDED_CLASSES, tiny_grounded_config
 
-WORDS = tuple(
-    [
-        "a",
-        "an",
-        "the",
-        "dog",
-        "cat",
-        "bicycle",
-        "red",
-        "blue",
-        "what",
-        "which",
-        "who",
-        "is",
-        "are",
-        "was",
-        "shown",
-        "seen",
-        "on",
-        "screen",
-        "said",
-        "in",
-        "english",
-        "russian",
-        "sound",
-        "no",
-        "one",
-        "speaks",
-        "video",
-        "has",
-        "audio",
-        "track",
-        "describe",
-        "this",
-        "part",
-        "of",
-        "anna",
-        "bought",
-        "apples",
-        "three",
-        "beware",
-        "sign",
-        "music",
-        "noise",
-        "yes",
-        "does",
-        "say",
-        "animal",
-        "text",
-        "appears",
-    ]
-)
-CLASSES = ["golden retriever (dog)", "tabby (cat)", "mountain bike (bicycle)", "pizza", "zebra"]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny BERT and its tokenizer, saved like a sentence-transformers directory."""
-    path = tmp_path_factory.mktemp("bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", ":", "?", "(", ")", *WORDS]
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
-    )  # fmt: skip
-    BertModel(config, add_pooling_layer=False).save_pretrained(path)
-    return path
+CLASSES = GROUNDED_CLASSES
 
 
 def tiny_config(bert: Path, classes: int = len(CLASSES)) -> GroundedCaptionerConfig:
-    vocab = len((bert / "vocab.txt").read_text().split())
-    return GroundedCaptionerConfig(
-        text_encoder=str(bert),
-        tag_classes=classes,
-        decoder_config=grounded_bart_config(
-            32, vocab_size=vocab, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
-            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
-            max_position_embeddings=40, pad_token_id=0,
-            bos_token_id=2, eos_token_id=3, decoder_start_token_id=2, forced_eos_token_id=3,
-        ),
-        videobert_config=VideoBertConfig(
-            visual_feature_size=34, audio_feature_size=16, hidden_size=16, num_hidden_layers=1,
-            fusion_layer=1, num_attention_heads=2, intermediate_size=32,
-            max_position_embeddings=16,
-        ),
-        audio_channels=[4, 8],
-        n_mels=16,
-        max_frames=8,
-        max_context_tokens=48,
-        max_new_tokens=12,
-    )  # fmt: skip
+    return tiny_grounded_config(bert, classes)
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_bert: Path) -> GroundedCaptionerModel:
+def tiny_model(tiny_bert_dir: Path) -> GroundedCaptionerModel:
     torch.manual_seed(0)
-    return build_grounded(tiny_config(tiny_bert), class_names=CLASSES).eval()
+    return build_grounded(tiny_config(tiny_bert_dir), class_names=CLASSES).eval()
 
 
 def context(duration: float = 8.0, has_audio: bool = True) -> VideoContext:
@@ -159,11 +70,11 @@ def context(duration: float = 8.0, has_audio: bool = True) -> VideoContext:
     )  # fmt: skip
 
 
-def test_warm_start_copies_bert_layers_exactly(tiny_bert: Path) -> None:
+def test_warm_start_copies_bert_layers_exactly(tiny_bert_dir: Path) -> None:
     # A BART encoder layer warm-started from BERT layer i computes what that BERT layer
     # computes (same post-LN layout, GELU, scaling): Rothe et al.'s mapping, checked.
-    bert = BertModel.from_pretrained(tiny_bert, add_pooling_layer=False).eval()
-    model = GroundedCaptionerModel(tiny_config(tiny_bert)).eval()
+    bert = BertModel.from_pretrained(tiny_bert_dir, add_pooling_layer=False).eval()
+    model = GroundedCaptionerModel(tiny_config(tiny_bert_dir)).eval()
     warm_start(model, bert)
     x = torch.randn(2, 5, 32)
     mask = torch.zeros(2, 1, 1, 5)
@@ -202,9 +113,9 @@ def test_checkpoint_holds_no_text_encoder_and_round_trips(
     torch.testing.assert_close(again.tag_table, tiny_model.tag_table)
 
 
-def test_training_step_reaches_only_trainable_parts(tiny_bert: Path) -> None:
+def test_training_step_reaches_only_trainable_parts(tiny_bert_dir: Path) -> None:
     torch.manual_seed(0)
-    model = build_grounded(tiny_config(tiny_bert), class_names=CLASSES).train()
+    model = build_grounded(tiny_config(tiny_bert_dir), class_names=CLASSES).train()
     cache = PieceCache(model.text_encoder)
     packed = pack(
         [context(), context(has_audio=False)],
@@ -269,8 +180,8 @@ def test_copying_lets_the_decoder_write_a_word_it_only_reads(
     assert without[0, -1, word].exp() < 1e-8
 
 
-def test_retrieval_keeps_what_the_question_is_about(tiny_bert: Path) -> None:
-    cache = PieceCache(TextEncoder(str(tiny_bert)))
+def test_retrieval_keeps_what_the_question_is_about(tiny_bert_dir: Path) -> None:
+    cache = PieceCache(TextEncoder(str(tiny_bert_dir)))
     pieces = [Piece("audio", 0, 60, "sound: no one speaks", "no speech")]
     pieces += [Piece("visual", t, t + 5, "seen: zebra", "zebra") for t in range(0, 60, 5)]
     pieces.insert(6, Piece("text", 27, 29, "on screen: beware dog", "beware dog"))
@@ -311,10 +222,10 @@ def test_evidence_names_the_units_scored_highest(tiny_model: GroundedCaptionerMo
 
 
 def test_pipeline_reads_a_real_file_and_answers_with_evidence(
-    tiny_bert: Path, make_video, tmp_path: Path
+    tiny_bert_dir: Path, make_video, tmp_path: Path
 ) -> None:
     # The tagger's 1000 classes (names do not matter here: the file's tags are given).
-    model = build_grounded(tiny_config(tiny_bert, 1000), class_names=CLASSES * 200).eval()
+    model = build_grounded(tiny_config(tiny_bert_dir, 1000), class_names=CLASSES * 200).eval()
     path = make_video("h264_aac_mp4", duration=4)
     tags = lambda t: TimedTags(t, t, (Tag("golden retriever", "n02099601", 0.7, ("dog",)),))  # noqa: E731
     found = Perception(

@@ -1,0 +1,61 @@
+"""The grounded captioner served for real: API process, worker process, redis-server, a real
+encoded video, and a tiny real model (untrained: the checks are about the flow and the shape
+of what comes back, not the words)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.test_service_flow import finished, upload
+from tests.conftest import Service
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def grounded_service(
+    tmp_path_factory: pytest.TempPathFactory, tiny_grounded_dir: Path
+) -> Any:
+    svc = Service(tmp_path_factory.mktemp("grounded"), tiny_grounded_dir)
+    try:
+        yield svc.start(workers=1)
+    finally:
+        svc.stop()
+
+
+def test_caption_then_question_with_evidence_from_the_cached_context(
+    grounded_service: Service, make_video: Any
+) -> None:
+    with grounded_service.client() as client:
+        response = upload(client, make_video("h264_aac_mp4", duration=4), segment_seconds=2)
+        assert response.status_code == 202, response.text
+        video_id = response.json()["video"]["id"]
+        job = finished(client, response.json()["job"]["id"])
+        assert job["state"] == "succeeded", (job, grounded_service.logs())
+        result = job["result"]
+        assert isinstance(result["caption"], str)
+        assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 2.0), (2.0, 4.0)]
+        assert "transcript" in result and "tags" in result  # the experts ran
+        folder = grounded_service.data_dir / "videos" / "alice" / video_id
+        assert (folder / "context.npz").is_file() and (folder / "perception.json").is_file()
+        assert not (folder / "features.safetensors").exists()
+        for source in folder.glob("source.*"):  # only the cached context can answer now
+            source.unlink()
+        response = client.post(
+            f"/v1/videos/{video_id}/questions", json={"question": "is anyone speaking?"}
+        )
+        assert response.status_code == 202, response.text
+        answered = finished(client, response.json()["id"])
+        assert answered["state"] == "succeeded", (answered, grounded_service.logs())
+        got = answered["result"]
+        assert got["question"] == "is anyone speaking?" and isinstance(got["answer"], str)
+        assert isinstance(got["evidence"], list)
+        for item in got["evidence"]:
+            assert item["kind"] in ("speech", "text", "visual", "audio")
+            assert 0.0 <= item["start"] <= item["end"] <= 4.0 + 1e-6
+            assert isinstance(item["snippet"], str)
+        assert client.delete(f"/v1/videos/{video_id}").status_code == 204
+        assert not folder.exists()
