@@ -16,9 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def grounded_service(
-    tmp_path_factory: pytest.TempPathFactory, tiny_grounded_dir: Path
-) -> Any:
+def grounded_service(tmp_path_factory: pytest.TempPathFactory, tiny_grounded_dir: Path) -> Any:
     svc = Service(tmp_path_factory.mktemp("grounded"), tiny_grounded_dir)
     try:
         yield svc.start(workers=1)
