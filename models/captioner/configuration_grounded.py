@@ -92,13 +92,13 @@ class GroundedCaptionerConfig(PreTrainedConfig):
     sample_rate: int = 16_000
     audio_window_s: float = 1.0
     n_fft: int = 400
-    hop_length: int = 160
-    n_mels: int = 64
+    hop_length: int = 320
+    n_mels: int = 40
     audio_channels: list[int] | tuple[int, ...] = (16, 32, 64)
     frames_per_second: float = 1.0
-    max_frames: int = 32
+    max_frames: int = 16
     max_question_tokens: int = 32
-    max_context_tokens: int = 160
+    max_context_tokens: int = 128
     max_new_tokens: int = 48
     copy: bool = True
     output_vocab_size: int = 0

@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertModel, PreTrainedModel
+from transformers import initialization as init
 from transformers.models.bart.modeling_bart import BartDecoderLayer, BartEncoderLayer
 from transformers.utils import ModelOutput
 
-from models.captioner.backbones import AudioCNN
+from models.captioner.backbones import AudioCNN, DerivedBuffers
 from models.captioner.configuration_grounded import (
     AUDIO_CLASSES,
     PACKAGED_TEXT_ENCODER,
@@ -149,6 +150,15 @@ class GroundedCaptionerPreTrainedModel(PreTrainedModel):
     main_input_name = "frame_classes"
     supports_gradient_checkpointing = False
     _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The log-mel front end's filter bank and window are computed, not learnt or saved:
+        # a model loaded with from_pretrained gets them here (on "meta" they would be garbage).
+        if isinstance(module, DerivedBuffers):
+            for name, value in module.buffer_values().items():
+                init.copy_(getattr(module, name), value)
+        else:
+            super()._init_weights(module)
 
 
 class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
@@ -303,9 +313,11 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         encoded: EncodedInputs,
         decoder_input_ids: torch.Tensor,
         targets: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, L, d) and next-token log-probabilities with copying: (B, L, V),
-        or only those of ``targets`` (B, L) when given (training: no (B, L, V) mixture)."""
+        or only those of ``targets`` (B, L) when given (training: no (B, L, V) mixture).
+        ``last_only``: only the last position's (greedy decoding)."""
         embeddings = self.word_embeddings()
         length = decoder_input_ids.shape[1]
         positions = self.decoder_positions.weight[:length]
@@ -320,6 +332,9 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                 h, self_mask, encoded.states, encoder_attention_mask=cross_mask, use_cache=False
             )
             h = out[0] if isinstance(out, tuple) else out
+        if last_only:
+            h = h[:, -1:]
+            length = 1
         safe = None if targets is None else targets.clamp(min=0)
         written = self.output_transform(h)
         if len(self.output_ids):
@@ -452,7 +467,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         )
         done = torch.zeros(b, dtype=torch.bool, device=ids.device)
         for _ in range(limit):
-            _, logprobs = self.decode(encoded, ids)
+            _, logprobs = self.decode(encoded, ids, last_only=True)
             step = logprobs[:, -1].argmax(-1)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)
             ids = torch.cat([ids, step[:, None]], dim=1)
