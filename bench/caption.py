@@ -34,7 +34,7 @@ from bench.decode import (
     reference_commands,
     run_ffmpeg,
 )
-from models import DEFAULT_MODEL_DIR
+from models import WORLD_MODEL_DIR
 from models.captioner.configuration_videobert import VideoCaptionerConfig
 from models.captioner.modeling_captioner import VideoCaptionerModel
 from models.captioner.pipeline import CaptionPipeline, StageTimer
@@ -57,7 +57,7 @@ def load_pipeline(
     model_dir: Path | None, device: str | None
 ) -> tuple[CaptionPipeline, str, dict[str, int]]:
     """The model to measure, a label saying which one it is, and its decoding settings."""
-    path = model_dir or DEFAULT_MODEL_DIR
+    path = model_dir or WORLD_MODEL_DIR
     if (path / "config.json").is_file():
         return CaptionPipeline.from_pretrained(path, device=device), str(path), {}
     torch.manual_seed(0)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.decode import OUT_DIR, find_ffmpeg
-from models import DEFAULT_MODEL_DIR
+from models import WORLD_MODEL_DIR
 from tests.conftest import REAL_DATA
 
 JSON_PATH = OUT_DIR / "caption_job.json"
@@ -90,7 +90,7 @@ def main() -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = make_input(find_ffmpeg())
     duration = probe(path).duration_s
-    pipe = CaptionPipeline.from_pretrained(DEFAULT_MODEL_DIR, device=args.device)
+    pipe = CaptionPipeline.from_pretrained(WORLD_MODEL_DIR, device=args.device)
     report: dict[str, Any] = {"input": str(path.name), "duration_s": duration, "runs": {}}
     for whisper in args.whisper or ["base", "tiny.en"]:
         experts = Perceiver(whisper_model=whisper, device=args.device)

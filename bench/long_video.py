@@ -45,12 +45,12 @@ def measure(path: Path) -> dict[str, float]:
     """The caption job's work on ``path`` in this process; seconds and peak RSS."""
     from transformers.utils import logging as hf_logging
 
-    from models import DEFAULT_MODEL_DIR
+    from models import WORLD_MODEL_DIR
     from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
 
     hf_logging.disable_progress_bar()
-    pipe = CaptionPipeline.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
+    pipe = CaptionPipeline.from_pretrained(WORLD_MODEL_DIR, device="cpu")
     experts = Perceiver(whisper_model="tiny.en", device="cpu")
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     began = time.perf_counter()

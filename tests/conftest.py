@@ -12,7 +12,7 @@ import psutil
 import pytest
 import redis
 
-from models import DEFAULT_MODEL_DIR
+from models import WORLD_MODEL_DIR
 from models.media import synth
 from models.media.synth import VideoSpec
 from workers.redis_server import RedisServer
@@ -445,9 +445,10 @@ class Service:
         self.redis.stop()
 
 
-# The service tests serve the model that ships with vidcap: it is small (3.6 M parameters),
-# loads in a fraction of a second, and writes real captions (an untrained one may write none).
-SERVICE_MODEL = DEFAULT_MODEL_DIR
+# The service tests serve the shapes-and-tones captioner that ships with vidcap: it is small
+# (3.6 M parameters), loads in a fraction of a second, and writes real captions (an untrained
+# one may write none). The grounded captioner's flow has its own test (test_grounded_flow.py).
+SERVICE_MODEL = WORLD_MODEL_DIR
 
 
 @pytest.fixture

@@ -811,7 +811,10 @@ def _transcribe_with_progress(
 
 # ---------------------------------------------------------------------- data, training, eval
 
-data_app = typer.Typer(help="Datasets: generate the synthetic world.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Datasets: generate the synthetic worlds (shapes and tones; everyday).",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 
 
@@ -837,6 +840,28 @@ def synth_command(
     _print_json({split: str(path) for split, path in written.items()})
 
 
+@data_app.command("everyday")
+def everyday_command(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+    train: Annotated[int, typer.Option("--train", help="Training clips.", min=0)] = 0,
+    val: Annotated[int, typer.Option("--val", help="Validation clips.", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same clips.")] = 0,
+) -> None:
+    """The everyday world for the grounded captioner: espeak-ng speech, music, noise and
+    silence, and what the experts would report (transcript, on-screen text, tags), with
+    descriptions and questions. Needs espeak-ng (apt-get install espeak-ng). Resumable."""
+    from models.training.data.everyday import generate
+
+    counts = {split: n for split, n in (("train", train), ("val", val)) if n}
+    if not counts:
+        raise typer.BadParameter("ask for at least one clip (--train/--val)")
+    written = {
+        split: generate(out, split=split, clips=n, seed=seed + i)
+        for i, (split, n) in enumerate(counts.items())
+    }
+    _print_json({split: str(path) for split, path in written.items()})
+
+
 @app.command("train")
 def train_command(
     config: Annotated[
@@ -856,8 +881,33 @@ def train_command(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     device: DeviceOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.")] = False,
+    grounded: Annotated[
+        bool,
+        typer.Option(
+            "--grounded",
+            help="Train the grounded captioner on an everyday-world folder (vidcap data"
+            " everyday) instead of the shapes-and-tones captioner.",
+        ),
+    ] = False,
+    scratch: Annotated[
+        bool, typer.Option("--scratch", help="With --grounded: no warm start from MiniLM.")
+    ] = False,
 ) -> None:
     """Train a captioner (settings: defaults < --config file < flags); prints the final dir."""
+    if grounded:
+        from models.training import train_grounded
+
+        argv = ["--data", data or "data/everyday", "--out", out or "runs/grounded"]
+        for flag, value in (
+            ("--steps", steps), ("--batch-size", batch_size), ("--lr", lr),
+            ("--time-limit-min", time_limit_min), ("--train-clips", train_clips), ("--seed", seed),
+        ):  # fmt: skip
+            if value is not None:
+                argv += [flag, str(value)]
+        argv += ["--resume"] * resume + ["--scratch"] * scratch
+        final = train_grounded.GroundedTrainer(train_grounded.parse(argv)).run()
+        _print_json({"model": str(final), "metrics": str(final.parent / "metrics.jsonl")})
+        return
     from models.training.train import TrainConfig, train
 
     try:

@@ -74,6 +74,8 @@ class GroundedCaptionerConfig(PreTrainedConfig):
             once; a longer video's question first retrieves the moments it is about.
         max_new_tokens: Longest generated text.
         copy: Pointer-generator copying from the text inputs.
+        no_repeat_ngram_size: Greedy decoding never writes an n-gram of this size twice
+            (0: off); copying otherwise tends to loop ("been been been").
         output_vocab_size: How many word pieces the decoder writes from its own vocabulary
             (the words of its training targets); 0: all. Any other word can only be copied
             from the inputs, so the model cannot bring in a name it did not read.
@@ -102,6 +104,7 @@ class GroundedCaptionerConfig(PreTrainedConfig):
     max_new_tokens: int = 48
     copy: bool = True
     output_vocab_size: int = 0
+    no_repeat_ngram_size: int = 3
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs: Any) -> None:

@@ -204,6 +204,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             "output_index", torch.full((dc.vocab_size,), -1, dtype=torch.long), persistent=False
         )
         self._text: TextEncoder | None = None
+        self._pieces: torch.Tensor | None = None
         self.post_init()
 
     # ------------------------------------------------------------------ the text encoder
@@ -378,6 +379,38 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         mixed = gate * vocab.exp() + (1 - gate) * copied
         return h, mixed.clamp(min=1e-12).log()
 
+    @property
+    def _continuations(self) -> torch.Tensor | None:
+        """(V,) True at word pieces that continue a word ("##ing"), from the tokenizer."""
+        if self._pieces is None and self._text is not None:
+            vocab = self._text.tokenizer.get_vocab()
+            flags = torch.zeros(self.config.decoder_config.vocab_size, dtype=torch.bool)
+            for piece, i in vocab.items():
+                if piece.startswith("##") and i < len(flags):
+                    flags[i] = True
+            self._pieces = flags
+        return self._pieces
+
+    def _whole_words(
+        self, scores: torch.Tensor, ids: torch.Tensor, encoded: EncodedInputs
+    ) -> torch.Tensor:
+        """While copying a word from the inputs, its next piece must be the one that follows
+        it there: no words glued from pieces of others ("dark" + "##water")."""
+        flags = self._continuations
+        assert flags is not None
+        flags = flags.to(scores.device)
+        out = scores.clone()
+        for row in range(ids.shape[0]):
+            previous = int(ids[row, -1])
+            source = encoded.source_ids[row][encoded.copyable[row]]
+            at = (source[:-1] == previous).nonzero().flatten()
+            if len(at) == 0:
+                continue  # not copying: the decoder's own words are not constrained
+            allowed = torch.zeros_like(flags)
+            allowed[source[at + 1]] = True
+            out[row, flags & ~allowed] = float("-inf")
+        return out
+
     def output_index_table(self) -> torch.Tensor:
         """(V,) each word piece's index among :attr:`output_ids` (-1: copy only)."""
         table = self.output_index
@@ -466,9 +499,20 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             (b, 1), dc.decoder_start_token_id, dtype=torch.long, device=encoded.states.device
         )
         done = torch.zeros(b, dtype=torch.bool, device=ids.device)
+        n = self.config.no_repeat_ngram_size
         for _ in range(limit):
             _, logprobs = self.decode(encoded, ids, last_only=True)
-            step = logprobs[:, -1].argmax(-1)
+            scores = logprobs[:, -1]
+            if n and ids.shape[1] >= n:  # no n-gram twice: copying must not loop
+                scores = scores.clone()
+                for row, seq in enumerate(ids.tolist()):
+                    prefix = tuple(seq[len(seq) - n + 1 :])
+                    for i in range(len(seq) - n + 1):
+                        if tuple(seq[i : i + n - 1]) == prefix:
+                            scores[row, seq[i + n - 1]] = float("-inf")
+            if self._continuations is not None:
+                scores = self._whole_words(scores, ids, encoded)
+            step = scores.argmax(-1)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)
             ids = torch.cat([ids, step[:, None]], dim=1)
             done |= step.eq(dc.eos_token_id)

@@ -1,61 +1,55 @@
-"""The model vidcap ships: small enough, and right about clips it has never seen."""
+"""The model vidcap serves by default (the grounded captioner), on real footage.
+
+The full measurement is `vidcap eval --manifest` (the model card's tables); these tests pin
+behaviour a user of the shipped model relies on, on real clips it was never trained on.
+"""
+
+from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from models import DEFAULT_MODEL_DIR
-from models.training.data import world
-from models.training.evaluate import attribute_accuracy, normalise_answer
+from models.training.evaluate_real import world_words
 
 pytestmark = pytest.mark.skipif(
-    not (DEFAULT_MODEL_DIR / "config.json").is_file(), reason="no default model shipped yet"
+    not (DEFAULT_MODEL_DIR / "model.safetensors").is_file(), reason="no default model shipped"
 )
 
 
-@pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fresh")
-    world.generate(root, {"test": 4}, seed=2026, progress=False)  # a seed it never saw
-    return root
-
-
-def test_default_model_weights_stay_under_30_mb() -> None:
-    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size < 30 * 2**20
-
-
-def test_vidcap_caption_without_model_names_what_the_clip_shows(fresh: Path) -> None:
-    record = json.loads((fresh / "test.jsonl").read_text().splitlines()[0])
-    env = {k: v for k, v in os.environ.items() if k != "VIDCAP_MODEL"}
+def vidcap(*args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "VIDCAP_MODEL"}  # the default model
     result = subprocess.run(
-        [sys.executable, "-m", "vidcap.cli", "caption", str(fresh / record["video"])],
-        capture_output=True, text=True, timeout=180, env=env,
+        [sys.executable, "-m", "vidcap.cli", *args],
+        capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_default_model_is_the_grounded_captioner_under_80_mb() -> None:
+    config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert config["model_type"] == "vidcap-grounded"
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size < 80 * 2**20
+
+
+def test_a_silent_real_clip_is_described_by_what_is_seen_not_shapes(real_data: Path) -> None:
+    out = vidcap("caption", str(real_data / "clips/cat.mp4"))
     assert out["model"] == str(DEFAULT_MODEL_DIR)
-    scores = attribute_accuracy([out["caption"]], [record])
-    assert scores["all"] == 1.0, (out["caption"], record["caption"])
+    words = set(out["caption"].lower().replace(";", " ").replace(".", " ").split())
+    assert "cat" in words, out["caption"]
+    assert not words & (world_words() - {"cat"}), out["caption"]  # no circle, chirp, drum...
 
 
-def test_default_model_answers_questions_about_unseen_clips(fresh: Path) -> None:
-    from models.captioner.pipeline import CaptionPipeline
-
-    pipe = CaptionPipeline.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
-    records = [json.loads(line) for line in (fresh / "test.jsonl").read_text().splitlines()]
-    features = pipe.extract([fresh / r["video"] for r in records])
-    pairs = [(f, q) for f, r in zip(features, records, strict=True) for q in r["questions"]]
-    answers = pipe.answer([f for f, _ in pairs], [q["question"] for _, q in pairs])
-    right = [
-        normalise_answer(a) == normalise_answer(q["answer"])
-        for (_, q), a in zip(pairs, answers, strict=True)
-    ]
-    assert sum(right) / len(right) >= 0.85, [
-        (q["question"], q["answer"], a)
-        for (_, q), a, ok in zip(pairs, answers, right, strict=True)
-        if not ok
-    ]
+def test_no_audio_track_is_answered_with_the_moment_it_rests_on(real_data: Path) -> None:
+    video = real_data / "derived/text_safari_park_exit_noaudio.mp4"
+    out = vidcap("ask", str(video), "Does the video have an audio track?")
+    assert out["answer"].strip().lower().rstrip(".") == "no", out
+    assert out["evidence"] and out["evidence"][0]["kind"] == "audio"
+    assert 0.0 <= out["evidence"][0]["start"] <= out["evidence"][0]["end"] <= 6.1
