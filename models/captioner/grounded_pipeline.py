@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +52,17 @@ from models.perception.result import Perception
 
 CONTEXT_VERSION = 1
 CONTEXT_NAME = "context.npz"  # what the model reads about a video, cached beside it
+
+
+def tidy(text: str) -> str:
+    """Word pieces decoded back to prose: no space before punctuation or inside quotes or
+    hyphenated words, and a name the decoder wrote twice in one list ("a dog and a dog")
+    once."""
+    text = re.sub(r"\s+([;,.:?!])", r"\1", text)
+    text = re.sub(r'"\s*([^"]*?)\s*"', r'"\1"', text)
+    text = re.sub(r"(\w) - (\w)", r"\1-\2", text)
+    text = re.sub(r"\b((?:a|an) [\w ]+?) and \1\b", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def is_grounded(model_dir: str | os.PathLike[str]) -> bool:
@@ -225,7 +237,7 @@ class GroundedPipeline:
             units = max(len(u) for u in packed.units)
             scores = self.model.evidence_scores(encoded, states, answer, units)
             for row, text in enumerate(texts):
-                out.append((text.strip(), packed, row, scores, encoded.audio_logits))
+                out.append((tidy(text), packed, row, scores, encoded.audio_logits))
         return out
 
     def describe(self, ctx: VideoContext, *, timer: StageTimer | None = None) -> str:

@@ -263,3 +263,11 @@ def test_pipeline_reads_a_real_file_and_answers_with_evidence(
     assert [(s.start, s.end) for s in segments] == [(0.0, 2.0), (2.0, 4.0)]
     with pytest.raises(ValueError, match="empty"):
         pipe.answer(again, ["  "])
+
+
+def test_decoded_text_reads_as_prose() -> None:
+    from models.captioner.grounded_pipeline import tidy
+
+    decoded = 'a dog and a dog can be seen ; the words " beware of the dog " appear ; music - like'
+    assert tidy(decoded) == 'a dog can be seen; the words "beware of the dog" appear; music-like'
+    assert tidy("a dog and a cat can be seen .") == "a dog and a cat can be seen."
