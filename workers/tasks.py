@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
@@ -35,6 +35,9 @@ from workers.store import (
     job_key,
     now,
 )
+
+if TYPE_CHECKING:
+    from models.captioner.pipeline import Segment
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +369,6 @@ def caption_video(job_id: str) -> None:
     beside the file, so a retry or a question never runs them again."""
     from models.captioner.features import VideoFeatures
     from models.captioner.pipeline import CaptionPipeline
-    from models.perception.runner import public_view
 
     with attempt(job_id) as job:
         if job is None:
@@ -418,25 +420,13 @@ def caption_video(job_id: str) -> None:
         make_preview(job, folder, video)
         caption = pipe.caption(features, timer=job.timer)
         segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
-        job.finish(
-            JobState.SUCCEEDED,
-            timings={**job.timings, **found.timings},
-            result={
-                "caption": caption,
-                "segments": [
-                    {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
-                    for s in segments
-                ],
-                **public_view(found),
-            },
-        )
+        finish_caption(job, caption, segments, found)
 
 
 def caption_grounded(job: Attempt, video: dict[str, Any]) -> None:
     """:func:`caption_video` with the grounded captioner: the experts run, then the model
     reads what they found (cached as ``context.npz``: questions read it back)."""
     from models.captioner.grounded_pipeline import CONTEXT_NAME, GroundedPipeline
-    from models.perception.runner import public_view
 
     settings, pipe = runtime.settings(), runtime.pipeline()
     assert isinstance(pipe, GroundedPipeline)
@@ -475,11 +465,18 @@ def caption_grounded(job: Attempt, video: dict[str, Any]) -> None:
     make_preview(job, folder, video)
     description = pipe.describe(ctx, timer=job.timer)
     segments = pipe.describe_segments(ctx, options["segment_seconds"], timer=job.timer)
+    finish_caption(job, description, segments, found)
+
+
+def finish_caption(job: Attempt, caption: str, segments: list[Segment], found: Perception) -> None:
+    """A caption job's result: the description, its segments and what the experts found."""
+    from models.perception.runner import public_view
+
     job.finish(
         JobState.SUCCEEDED,
         timings={**job.timings, **found.timings},
         result={
-            "caption": description,
+            "caption": caption,
             "segments": [
                 {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
                 for s in segments

@@ -33,14 +33,10 @@ from models.captioner.grounding import (
     Piece,
     PieceCache,
     VideoContext,
-    class_table,
+    context_pieces,
     frame_arrays,
-    meta_pieces,
     pack,
     read_evidence,
-    speech_piece,
-    stretch_tags,
-    text_piece,
 )
 from models.captioner.modeling_grounded import GroundedCaptionerModel
 from models.captioner.pipeline import Segment, StageTimer
@@ -158,12 +154,13 @@ class GroundedPipeline:
                 with torch.inference_mode():
                     mels[inside] = mel(torch.from_numpy(windows)).numpy().astype(np.float16)
                 heard[inside] = got
-        segments = found.transcript.segments
-        pieces = meta_pieces(found.duration_s, info.has_audio, bool(segments))
-        pieces += [speech_piece(s.start, s.end, s.text, s.language) for s in segments]
-        pieces += [text_piece(x.start, x.end, x.text) for x in found.text]
-        pieces += stretch_tags(times, classes, scores, found.duration_s, class_table())
-        pieces.sort(key=lambda p: (p.start, p.kind))
+        pieces = context_pieces(
+            found.duration_s,
+            info.has_audio,
+            [(s.start, s.end, s.text, s.language) for s in found.transcript.segments],
+            [(x.start, x.end, x.text) for x in found.text],
+            (times, classes, scores),
+        )
         return VideoContext(
             found.duration_s, info.has_audio, times, classes, scores, mels, heard, pieces
         )

@@ -179,6 +179,23 @@ def text_piece(start: float, end: float, text: str) -> Piece:
     return Piece("text", start, end, f"on screen: {text.strip()}", text.strip())
 
 
+def context_pieces(
+    duration: float,
+    has_audio: bool,
+    speech: Sequence[tuple[float, float, str, str | None]],
+    texts: Sequence[tuple[float, float, str]],
+    frames: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> list[Piece]:
+    """Every piece the model reads about a video, in time order: the soundtrack facts, the
+    transcript segments ``(start, end, text, language)``, the on-screen text items
+    ``(start, end, text)`` and the tag stretches of ``frames`` (times, classes, scores)."""
+    pieces = meta_pieces(duration, has_audio, bool(speech))
+    pieces += [speech_piece(*s) for s in speech]
+    pieces += [text_piece(*x) for x in texts]
+    pieces += stretch_tags(*frames, duration, class_table())
+    return sorted(pieces, key=lambda p: (p.start, p.kind))
+
+
 def frame_arrays(
     frames: Sequence[tuple[float, Sequence[tuple[int, float]]]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -444,6 +461,7 @@ __all__ = [
     "PieceCache",
     "VideoContext",
     "class_table",
+    "context_pieces",
     "evidence_targets",
     "frame_arrays",
     "language_name",

@@ -42,15 +42,11 @@ from models.captioner.grounding import (
     DESCRIBE_PART,
     PieceCache,
     VideoContext,
-    class_table,
+    context_pieces,
     evidence_targets,
     frame_arrays,
     mels_at,
-    meta_pieces,
     pack,
-    speech_piece,
-    stretch_tags,
-    text_piece,
 )
 from models.captioner.modeling_grounded import GroundedCaptionerModel, build_grounded
 
@@ -77,12 +73,16 @@ def record_context(record: dict[str, Any], audio: np.ndarray | None, mel: Any) -
     ]
     times, classes, scores = frame_arrays(frames)
     mels, heard = mels_at(audio if record["has_audio"] else None, SAMPLE_RATE, times, 1.0, mel)
-    segments = record["transcript"]["segments"]
-    pieces = meta_pieces(duration, bool(record["has_audio"]), bool(segments))
-    pieces += [speech_piece(s["start"], s["end"], s["text"], s["language"]) for s in segments]
-    pieces += [text_piece(x["start"], x["end"], x["text"]) for x in record["text"]]
-    pieces += stretch_tags(times, classes, scores, duration, class_table())
-    pieces.sort(key=lambda p: (p.start, p.kind))
+    pieces = context_pieces(
+        duration,
+        bool(record["has_audio"]),
+        [
+            (s["start"], s["end"], s["text"], s["language"])
+            for s in record["transcript"]["segments"]
+        ],
+        [(x["start"], x["end"], x["text"]) for x in record["text"]],
+        (times, classes, scores),
+    )
     return VideoContext(
         duration, bool(record["has_audio"]), times, classes, scores, mels, heard, pieces
     )
