@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.captioner.answers import NO_ANSWER, Answer
+from models.captioner.answers import NO_ANSWER, Answer, Evidence
 from models.captioner.grounding import (
     DESCRIBE,
     DESCRIBE_PART,
@@ -256,12 +256,15 @@ class GroundedPipeline:
         if any(not q.strip() for q in questions):
             raise ValueError("a question must not be empty")
         results = []
+        read: dict[int, list[list[Evidence]]] = {}  # per batch: evidence is read once
         for text, packed, row, scores, audio_logits in self._run(
             [ctx] * len(questions), questions, timer
         ):
             if text.lower().rstrip(".") == NO_ANSWER:
                 results.append(Answer(NO_ANSWER))
                 continue
-            evidence = read_evidence(packed, scores, audio_logits)[row]
+            if id(packed) not in read:
+                read[id(packed)] = read_evidence(packed, scores, audio_logits)
+            evidence = read[id(packed)][row]
             results.append(Answer(text, tuple(evidence)))
         return results
