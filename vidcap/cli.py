@@ -892,6 +892,14 @@ def train_command(
     scratch: Annotated[
         bool, typer.Option("--scratch", help="With --grounded: no warm start from MiniLM.")
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="With --grounded: start from this saved model (e.g. models/checkpoints/default)"
+            " instead of MiniLM; the optimizer starts afresh.",
+        ),
+    ] = None,
 ) -> None:
     """Train a captioner (settings: defaults < --config file < flags); prints the final dir."""
     if grounded:
@@ -905,6 +913,7 @@ def train_command(
             if value is not None:
                 argv += [flag, str(value)]
         argv += ["--resume"] * resume + ["--scratch"] * scratch
+        argv += ["--init", str(init)] if init else []
         final = train_grounded.GroundedTrainer(train_grounded.parse(argv)).run()
         _print_json({"model": str(final), "metrics": str(final.parent / "metrics.jsonl")})
         return

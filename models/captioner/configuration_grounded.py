@@ -76,6 +76,8 @@ class GroundedCaptionerConfig(PreTrainedConfig):
         copy: Pointer-generator copying from the text inputs.
         no_repeat_ngram_size: Greedy decoding never writes an n-gram of this size twice
             (0: off); copying otherwise tends to loop ("been been been").
+        copy_rules: Greedy decoding keeps quotes verbatim and writes no word twice in a row
+            (``models/captioner/copying.py``).
         output_vocab_size: How many word pieces the decoder writes from its own vocabulary
             (the words of its training targets); 0: all. Any other word can only be copied
             from the inputs, so the model cannot bring in a name it did not read.
@@ -105,6 +107,7 @@ class GroundedCaptionerConfig(PreTrainedConfig):
     copy: bool = True
     output_vocab_size: int = 0
     no_repeat_ngram_size: int = 3
+    copy_rules: bool = True
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs: Any) -> None:

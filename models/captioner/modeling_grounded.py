@@ -38,6 +38,7 @@ from models.captioner.configuration_grounded import (
     POSITION_KINDS,
     GroundedCaptionerConfig,
 )
+from models.captioner.copying import CopyRules
 from models.captioner.modeling_videobert import VideoBertModel
 
 KIND = {name: i for i, name in enumerate(POSITION_KINDS)}
@@ -411,6 +412,21 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             out[row, flags & ~allowed] = float("-inf")
         return out
 
+    def copy_rules(self, encoded: EncodedInputs) -> CopyRules | None:
+        """The verbatim-quote rules for these inputs (None: off, or no tokenizer)."""
+        flags = self._continuations
+        if not self.config.copy or not self.config.copy_rules or flags is None:
+            return None
+        assert self._text is not None
+        vocab = self._text.tokenizer.get_vocab()
+        if '"' not in vocab or ":" not in vocab:
+            return None
+        return CopyRules(
+            encoded.source_ids, encoded.copyable, encoded.units, flags,
+            quote_id=vocab['"'], label_end_id=vocab[":"],
+            end_id=self.config.decoder_config.eos_token_id,
+        )  # fmt: skip
+
     def output_index_table(self) -> torch.Tensor:
         """(V,) each word piece's index among :attr:`output_ids` (-1: copy only)."""
         table = self.output_index
@@ -500,6 +516,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         )
         done = torch.zeros(b, dtype=torch.bool, device=ids.device)
         n = self.config.no_repeat_ngram_size
+        rules = self.copy_rules(encoded)
         for _ in range(limit):
             _, logprobs = self.decode(encoded, ids, last_only=True)
             scores = logprobs[:, -1]
@@ -512,6 +529,8 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                             scores[row, seq[i + n - 1]] = float("-inf")
             if self._continuations is not None:
                 scores = self._whole_words(scores, ids, encoded)
+            if rules is not None:
+                scores = rules.apply(scores, ids)
             step = scores.argmax(-1)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)
             ids = torch.cat([ids, step[:, None]], dim=1)

@@ -171,6 +171,9 @@ class GroundedTrainer:
         data = Path(args.data)
         if args.resume and (resume / "config.json").is_file():
             self.model = GroundedCaptionerModel.from_pretrained(resume, dtype=torch.float32)
+        elif args.init:  # go on from a finished model (its vocabulary too), new optimizer
+            self.model = GroundedCaptionerModel.from_pretrained(args.init, dtype=torch.float32)
+            config = self.model.config  # type: ignore[assignment]  # a GroundedCaptionerConfig
         else:
             self.model = build_grounded(
                 config, warm=not args.scratch, output_ids=writable_ids(data, config)
@@ -385,6 +388,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-config", default=None, help="JSON overrides of GroundedCaptionerConfig")
     p.add_argument("--scratch", action="store_true", help="no warm start of the BART layers")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--init", default=None, help="start from this saved model's weights (e.g. to go on training"
+        " the shipped one on regenerated data); --resume still wins when a checkpoint exists",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 

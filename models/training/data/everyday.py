@@ -1201,19 +1201,15 @@ def make_clip(split: str, index: int, seed: int) -> tuple[dict[str, Any], np.nda
 
 def _gist(segment: dict[str, Any]) -> str:
     text = str(segment["text"]).strip()
+    # The start of what is said, as said: a shortened quote is still a true one.
     if segment["language"] == "zh":
-        return text.rstrip("\u3002") if len(text) <= 20 else text[:20] + "..."
-    words = text.split()
-    if len(words) > 12:
-        return " ".join(words[:12]).rstrip(",") + "..."
-    return text.rstrip(".")
+        return text.rstrip("\u3002")[:20]
+    return " ".join(text.split()[:12]).rstrip(",.")
 
 
-def _visual_phrase(seen: Sequence[Seen], rng: random.Random) -> str:
+def _visual_phrase(seen: Sequence[Seen], rng: random.Random) -> str | None:
     if not seen:
-        return rng.choice(
-            ("nothing clearly recognisable is shown", "nothing can be made out clearly")
-        )
+        return None  # no confident tag: say nothing about the picture rather than guess
     items = _list([s.phrase for s in seen[:3]])
     be = "are" if len(seen) > 1 else "is"
     return rng.choice((f"the video shows {items}", f"{items} {be} visible", f"{items} can be seen"))
@@ -1237,12 +1233,11 @@ def _speech_phrase(segments: Sequence[dict[str, Any]], rng: random.Random) -> st
 def _text_phrase(texts: Sequence[str], rng: random.Random) -> str | None:
     if not texts:
         return None
+    # OCR knows the words, not what carries them (a sign, a caption, a shirt): never "a sign".
     if len(texts) > 1:
-        return f'a sign reads "{texts[0]}", later "{texts[1]}"'
+        return f'the text "{texts[0]}" appears, later "{texts[1]}"'
     t = texts[0]
-    return rng.choice(
-        (f'a sign reads "{t}"', f'the text "{t}" is shown', f'the words "{t}" appear')
-    )
+    return rng.choice((f'the text "{t}" is shown', f'the words "{t}" appear'))
 
 
 def _sound_phrase(
@@ -1327,6 +1322,17 @@ def describe(clip: Clip, rng: random.Random) -> tuple[str, list[dict[str, Any]]]
 # Questions
 
 
+def _quote(text: str) -> str:
+    """An answer copied from a transcript segment or a text item is quoted: the decoder then
+    keeps it verbatim (models/captioner/copying.py), and the reader sees it is a quote."""
+    return f'"{text.strip()}"'
+
+
+def _quoted(texts: Sequence[str]) -> str:
+    """Several segments or items, each its own quote (a quote never spans two of them)."""
+    return " and then ".join(_quote(t) for t in texts)
+
+
 def _q(question: str, answer: str, kind: str, evidence: list[dict[str, Any]]) -> dict[str, Any]:
     return {"question": question, "answer": answer, "kind": kind, "evidence": evidence}
 
@@ -1335,7 +1341,7 @@ def _speech_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
     d = clip.duration
     segs = clip.segments
     ev = [_ev("speech", s["start"], s["end"], s["text"], d) for s in segs]
-    full = " ".join(s["text"] for s in segs)
+    full = _quoted([s["text"] for s in segs])
     out = [
         _q(rng.choice(("What does the speaker say?", "What is said in the video?",
                        "What words are spoken?")), full, "speech", ev),
@@ -1344,9 +1350,9 @@ def _speech_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
            LANGUAGE_NAMES[segs[0]["language"]], "speech", ev[:1]),
     ]  # fmt: skip
     if len(segs) > 1:
-        out.append(_q("What is said first?", segs[0]["text"], "speech", ev[:1]))
+        out.append(_q("What is said first?", _quote(segs[0]["text"]), "speech", ev[:1]))
         out.append(_q(rng.choice(("What is said last?", "What is said at the end?")),
-                      segs[-1]["text"], "speech", ev[-1:]))  # fmt: skip
+                      _quote(segs[-1]["text"]), "speech", ev[-1:]))  # fmt: skip
     answers: dict[str, set[str]] = {}
     structured = []
     for sp, e in zip(clip.spoken, ev, strict=True):
@@ -1356,7 +1362,7 @@ def _speech_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
             answer = sp.answer(roles)
             if answer:
                 answers.setdefault(question, set()).add(answer.lower())
-                structured.append(_q(question, answer, "speech", [e]))
+                structured.append(_q(question, _quote(answer), "speech", [e]))
     # A question two sentences answer differently is ambiguous: drop it.
     out += [q for q in structured if len(answers[q["question"]]) == 1]
     return out
@@ -1374,13 +1380,13 @@ def _text_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
     if len(items) == 1:
         q = rng.choice(("What text appears on the screen?", "What is written on the sign?",
                         "What does the sign say?"))  # fmt: skip
-        out.append(_q(q, texts[0], "text", evs))
+        out.append(_q(q, _quote(texts[0]), "text", evs))
     else:
-        out.append(_q("What text appears on the screen?", " and then ".join(texts), "text", evs))
-        out.append(_q("What text appears first?", texts[0], "text", evs[:1]))
+        out.append(_q("What text appears on the screen?", _quoted(texts), "text", evs))
+        out.append(_q("What text appears first?", _quote(texts[0]), "text", evs[:1]))
         second = items[1][0]["start"] >= d / 2
         q = "What text appears in the second half?" if second else "What text appears last?"
-        out.append(_q(q, texts[1], "text", evs[1:]))
+        out.append(_q(q, _quote(texts[1]), "text", evs[1:]))
     asks = {
         "weekday": "Which weekday is named on the screen?",
         "city": "Which city is named on the screen?",
@@ -1396,7 +1402,7 @@ def _text_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
                 found.setdefault(key, []).append((item["text"][at : at + len(value)], e))
     for key, hits in found.items():
         if len(hits) == 1:
-            out.append(_q(asks[key], hits[0][0], "text", [hits[0][1]]))
+            out.append(_q(asks[key], _quote(hits[0][0]), "text", [hits[0][1]]))
     return out
 
 
@@ -1530,7 +1536,7 @@ def _cross_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
             ev = [_ev("text", item["start"], item["end"], item["text"], d)]
             ev += [_ev("speech", s["start"], s["end"], s["text"], d) for s in said]
             q = f'What does the speaker say while "{item["text"]}" is shown?'
-            out.append(_q(q, " ".join(s["text"] for s in said), "cross", ev))
+            out.append(_q(q, _quoted([s["text"] for s in said]), "cross", ev))
     for item in ocr:
         seen = confident(clip.frames, item["start"], item["end"])[:3]
         ev = [_ev("text", item["start"], item["end"], item["text"], d)]
@@ -1578,8 +1584,13 @@ def _none_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
         out.append(f"How big is the {s.name}?")
         if not COLOUR_WORDS.intersection(s.cls.label.lower().split()):
             out.append(f"What colour is the {s.name}?")
-    if not any("animal" in c.names for f in clip.frames for c in _classes(f)):
+    tagged = {n for f in clip.frames for c in _classes(f) for n in c.names}
+    if "animal" not in tagged:
         out.append("What animal is shown?")
+    # A question that names a kind of thing no tag is of: the question's word is no answer.
+    missing = [c for c in CATEGORIES if c not in tagged]
+    for c in rng.sample(missing, min(2, len(missing))):
+        out.append(rng.choice(("What {} is shown?", "Which {} can be seen?")).format(c))
     return [_q(q, NO_ANSWER, "none", []) for q in out]
 
 

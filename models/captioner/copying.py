@@ -1,0 +1,132 @@
+"""Decoding rules that keep what the grounded captioner copies true to what it read.
+
+The decoder copies names, quotes and answers from its inputs with a pointer. A pointer trained
+on a small synthetic world drifts on real transcripts: it skips words, jumps between sentences
+and loops ("mr mr mr much much"), and the result puts words in a speaker's mouth. Two rules,
+applied to the scores before each greedy step, make that impossible without retraining:
+
+- **Quotes are verbatim.** Between an opening and a closing ``"`` the decoder may only write a
+  contiguous run of one piece's content (a transcript segment, an on-screen text item; never
+  the piece's "said in English:" label, never the question), and may close the quote only at
+  a word boundary. A shortened quote is still a true quote; a spliced one is not.
+- **No word twice in a row** unless the inputs have it twice in a row ("so so" may be said).
+
+The rules only ever remove choices; when they leave none (a forced continuation that the
+no-repeat-trigram rule forbids), the quote is closed or the text ends.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class _Source:
+    """One example's copyable inputs, in order."""
+
+    tokens: list[int]
+    units: list[int]
+    content: list[bool]  # may be quoted: after its piece's label, and not the question
+    positions: dict[int, list[int]] = field(default_factory=dict)  # token -> content positions
+    doubled: set[int] = field(default_factory=set)  # tokens the inputs repeat back to back
+
+
+class CopyRules:
+    """The rules above for one batch of encoded inputs.
+
+    Args:
+        source_ids: (B, S) word-piece ids of the encoder positions.
+        copyable: (B, S) bool, the text positions the decoder may copy.
+        units: (B, S) evidence unit of each position (-1: the question, or none).
+        continuation: (V,) bool, True at pieces that continue a word ("##ing").
+        quote_id: The ``"`` token.
+        label_end_id: The token that ends a piece's label (``:``).
+        end_id: The end-of-text token (written when nothing else is allowed).
+    """
+
+    def __init__(
+        self,
+        source_ids: torch.Tensor,
+        copyable: torch.Tensor,
+        units: torch.Tensor,
+        continuation: torch.Tensor,
+        quote_id: int,
+        label_end_id: int,
+        end_id: int,
+    ) -> None:
+        self.continuation = continuation.bool().cpu()
+        self.quote_id = quote_id
+        self.end_id = end_id
+        self.sources: list[_Source] = []
+        for row in range(source_ids.shape[0]):
+            keep = copyable[row].cpu()
+            tokens = source_ids[row].cpu()[keep].tolist()
+            unit_of = units[row].cpu()[keep].tolist()
+            content = [False] * len(tokens)
+            labelled: dict[int, bool] = {}
+            for i, (tok, unit) in enumerate(zip(tokens, unit_of, strict=True)):
+                if unit < 0:
+                    continue
+                if unit not in labelled:  # a piece's first token: does a label follow?
+                    rest = [t for t, u in zip(tokens[i:], unit_of[i:], strict=True) if u == unit]
+                    labelled[unit] = label_end_id in rest
+                    in_label = labelled[unit]
+                content[i] = not in_label
+                if in_label and tok == label_end_id:
+                    in_label = False
+            src = _Source(tokens, unit_of, content)
+            found: dict[int, list[int]] = defaultdict(list)
+            for i, tok in enumerate(tokens):
+                if content[i]:
+                    found[tok].append(i)
+                if i and tok == tokens[i - 1] and unit_of[i] == unit_of[i - 1]:
+                    src.doubled.add(tok)
+            src.positions = dict(found)
+            self.sources.append(src)
+
+    def _quote_choices(self, src: _Source, run: list[int]) -> set[int]:
+        """What may follow ``run`` inside a quote."""
+        if not run:  # a quote opens on the first piece of a word, with something in it
+            return {t for t, at in src.positions.items() if not self.continuation[t]}
+        allowed: set[int] = set()
+        k = len(run)
+        for p in src.positions.get(run[-1], ()):
+            first = p - k + 1
+            if first < 0 or not src.content[first] or src.units[first] != src.units[p]:
+                continue
+            if src.tokens[first : p + 1] != run:
+                continue
+            nxt = p + 1
+            ends = nxt >= len(src.tokens) or src.units[nxt] != src.units[p]
+            if ends or not self.continuation[src.tokens[nxt]]:
+                allowed.add(self.quote_id)  # the run ends a word here: the quote may close
+            if not ends:
+                allowed.add(src.tokens[nxt])
+        return allowed or {self.quote_id}
+
+    def apply(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Mask the next-token ``scores`` (B, V) after the decoded ``ids`` (B, L, with the start
+        token first)."""
+        out = scores.clone()
+        for row, seq in enumerate(ids[:, 1:].tolist()):
+            src = self.sources[row]
+            if seq and seq[-1] not in src.doubled:
+                out[row, seq[-1]] = float("-inf")  # no word twice in a row
+            quotes = [i for i, t in enumerate(seq) if t == self.quote_id]
+            if len(quotes) % 2 == 1:
+                allowed = self._quote_choices(src, seq[quotes[-1] + 1 :])
+                keep = torch.full_like(out[row], float("-inf"))
+                index = torch.tensor(sorted(allowed), device=out.device)
+                keep[index] = out[row, index]
+                out[row] = keep
+                if not bool(torch.isfinite(out[row]).any()):
+                    out[row, self.quote_id] = 0.0
+            elif not bool(torch.isfinite(out[row]).any()):
+                out[row, self.end_id] = 0.0
+        return out
+
+
+__all__ = ["CopyRules"]

@@ -1,0 +1,80 @@
+"""The decoding rules that keep copied text verbatim (models/captioner/copying.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from models.captioner.copying import CopyRules
+
+# A toy vocabulary: ids of word pieces.
+PAD, SEP, START, QUOTE, COLON = 0, 1, 2, 3, 4
+SAID, IN, ENGLISH = 5, 6, 7
+SHE, HAD, YOUR, DARK, SUIT, GREA, GREA_SY, WATER = 10, 11, 12, 13, 14, 15, 16, 17
+SO, WHAT, SAYS, VOICE, A = 20, 21, 22, 23, 24
+V = 30
+CONTINUATION = torch.zeros(V, dtype=torch.bool)
+CONTINUATION[GREA_SY] = True  # "grea" "##sy"
+
+
+def rules(*pieces: list[int], question: list[int] | None = None) -> CopyRules:
+    """Inputs: the question (unit -1), then each piece as its own unit."""
+    ids, units = list(question or [WHAT, SAYS]), [-1] * len(question or [WHAT, SAYS])
+    for u, piece in enumerate(pieces):
+        ids += piece
+        units += [u] * len(piece)
+    source = torch.tensor([[0, 0, *ids]])  # two video positions first
+    copyable = torch.tensor([[False, False] + [True] * len(ids)])
+    return CopyRules(
+        source, copyable, torch.tensor([[-1, -1, *units]]), CONTINUATION,
+        quote_id=QUOTE, label_end_id=COLON, end_id=SEP,
+    )  # fmt: skip
+
+
+def allowed(r: CopyRules, decoded: list[int]) -> set[int]:
+    scores = torch.zeros(1, V)
+    out = r.apply(scores, torch.tensor([[START, *decoded]]))
+    return {i for i in range(V) if torch.isfinite(out[0, i])}
+
+
+SPEECH = [SAID, IN, ENGLISH, COLON, SHE, HAD, YOUR, DARK, SUIT, GREA, GREA_SY, WATER]
+
+
+def test_a_quote_opens_on_a_word_of_a_piece_content_not_its_label_or_the_question() -> None:
+    r = rules(SPEECH)
+    first = allowed(r, [VOICE, SAYS, QUOTE])
+    assert first == {SHE, HAD, YOUR, DARK, SUIT, GREA, WATER}  # no label, no "##sy", no close
+
+
+def test_a_quote_goes_on_verbatim_and_closes_only_between_words() -> None:
+    r = rules(SPEECH)
+    assert allowed(r, [QUOTE, SHE]) == {HAD, QUOTE}
+    assert allowed(r, [QUOTE, SHE, HAD]) == {YOUR, QUOTE}  # "she had a ..." is not what she said
+    assert allowed(r, [QUOTE, DARK, SUIT, GREA]) == {GREA_SY}  # no quote ends inside "greasy"
+    assert allowed(r, [QUOTE, GREA, GREA_SY, WATER]) == {QUOTE}  # the piece ends: close
+
+
+def test_a_quote_never_runs_from_one_piece_into_the_next() -> None:
+    r = rules([COLON, SHE, HAD], [COLON, YOUR, DARK])
+    assert allowed(r, [QUOTE, SHE, HAD]) == {QUOTE}
+
+
+def test_outside_quotes_the_decoder_is_free_but_never_writes_a_word_twice_in_a_row() -> None:
+    r = rules(SPEECH)
+    after = allowed(r, [A, VOICE])
+    assert VOICE not in after and {A, SAYS, WATER, SEP, QUOTE} <= after
+    # ... unless the inputs say it twice in a row
+    assert SO in allowed(rules([COLON, SO, SO, WATER]), [SO])
+
+
+def test_a_closed_quote_frees_the_decoder_again() -> None:
+    r = rules(SPEECH)
+    after = allowed(r, [QUOTE, SHE, HAD, QUOTE])
+    assert {SEP, A, VOICE} <= after and QUOTE not in after
+
+
+def test_when_every_continuation_is_forbidden_the_quote_closes() -> None:
+    r = rules(SPEECH)
+    scores = torch.zeros(1, V)
+    scores[0, GREA_SY] = float("-inf")  # e.g. the no-repeat-trigram rule took it
+    out = r.apply(scores, torch.tensor([[START, QUOTE, DARK, SUIT, GREA]]))
+    assert int(out.argmax()) == QUOTE and bool(torch.isfinite(out[0]).sum() == 1)
