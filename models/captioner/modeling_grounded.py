@@ -160,6 +160,10 @@ class GroundedCaptionerPreTrainedModel(PreTrainedModel):
                 init.copy_(getattr(module, name), value)
         else:
             super()._init_weights(module)
+        if isinstance(module, GroundedCaptionerModel):
+            # Not saved either: "not filled yet", so output_index_table() fills it on first use
+            # (garbage here sent the decoder's vocabulary lookups out of bounds).
+            init.constant_(module.output_index, -1)
 
 
 class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):

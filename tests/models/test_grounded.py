@@ -271,3 +271,26 @@ def test_decoded_text_reads_as_prose() -> None:
     decoded = 'a dog and a dog can be seen ; the words " beware of the dog " appear ; music - like'
     assert tidy(decoded) == 'a dog can be seen; the words "beware of the dog" appear; music-like'
     assert tidy("a dog and a cat can be seen .") == "a dog and a cat can be seen."
+
+
+def test_a_restricted_vocabulary_survives_saving_and_loading(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    # The decoder's lookup from word piece to its place among the writable ones is not saved:
+    # a loaded model must rebuild it, not read memory garbage (that crashed `train --init`).
+    torch.manual_seed(0)
+    writable = list(range(5, 40))
+    model = build_grounded(tiny_config(tiny_bert_dir), class_names=CLASSES, output_ids=writable)
+    model.save_pretrained(tmp_path)
+    again = GroundedCaptionerModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    table = again.output_index_table()
+    assert table[writable].tolist() == list(range(len(writable)))
+    assert int((table >= 0).sum()) == len(writable)
+    packed = pack(
+        [context()], ["what did anna buy?"], PieceCache(again.text_encoder),
+        max_frames=8, max_question_tokens=16, max_context_tokens=48,
+    )  # fmt: skip
+    end = again.config.decoder_config.eos_token_id
+    labels = torch.tensor([[20, 30, 45, end]])  # writable, writable, copy only, the end
+    out = again(labels=labels, **packed.inputs)
+    torch.testing.assert_close(out.logits, model.eval()(labels=labels, **packed.inputs).logits)
