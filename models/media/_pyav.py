@@ -405,13 +405,46 @@ def resize_plan_for(frame: Any, stream: Any, request: FrameRequest) -> ResizePla
     )
 
 
-def _decode_from(container: Any, stream: Any, seek_pts: int) -> Iterator[Any]:
-    """Frames in presentation order, starting at the keyframe at or before ``seek_pts``."""
+# Containers whose timestamps count packets in decode order: AVI stamps each packet with its
+# slot, so with B-frames the decoder's frames (in presentation order) carry shuffled stamps,
+# and some carry none.
+_DECODE_ORDER_FORMATS = frozenset({"avi"})
+
+
+def restamp_table(container: Any, found: Scan) -> np.ndarray | None:
+    """For a decode-order container, the presentation stamps to give decoded frames in turn
+    (the scan's sorted packet stamps); None where the decoder's own stamps are right."""
+    if container.format.name.split(",")[0] in _DECODE_ORDER_FORMATS:
+        return found.pts
+    return None
+
+
+def _decode_from(
+    container: Any, stream: Any, seek_pts: int, restamp: np.ndarray | None = None
+) -> Iterator[Any]:
+    """Frames in presentation order, starting at the keyframe at or before ``seek_pts``.
+
+    ``restamp`` (:func:`restamp_table`): the decoder puts frames out in presentation order
+    but with the container's decode-order stamps; the n-th frame after the keyframe gets the
+    n-th stamp from the keyframe's own (a keyframe's stamp is the same in both orders). A
+    truncated file still ends early: its missing frames are never put out.
+    """
     container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+    at: int | None = None  # index in ``restamp`` of the next frame put out
     for packet in container.demux(stream):
         for frame in packet.decode():
-            if frame.pts is not None:
-                yield frame
+            if restamp is None:
+                if frame.pts is not None:
+                    yield frame
+                continue
+            if at is None:
+                anchor = frame.pts if frame.pts is not None else seek_pts
+                at = int(np.searchsorted(restamp, anchor))
+            if at >= len(restamp):
+                return
+            frame.pts = int(restamp[at])
+            at += 1
+            yield frame
 
 
 def _exact(
@@ -423,6 +456,7 @@ def _exact(
         pts -> image, for every pts wanted (or MediaError when one is not produced).
     """
     out: dict[int, np.ndarray] = {}
+    restamp = restamp_table(container, info)
     frames: Iterator[Any] | None = None
     last_pts: int | None = None  # newest frame pulled from the decoder
     shown: Any = None  # newest frame with pts <= the current target
@@ -433,7 +467,7 @@ def _exact(
         for attempt in range(max(key_index, 0) + 1):
             key = int(info.key_pts[max(key_index - attempt, 0)])
             if frames is None or attempt > 0 or (last_pts is not None and key > last_pts):
-                frames, shown, ahead = _decode_from(container, stream, key), None, None
+                frames, shown, ahead = _decode_from(container, stream, key, restamp), None, None
             with _decoding("decoding video"):
                 while True:
                     frame = ahead if ahead is not None else next(frames, None)

@@ -47,6 +47,8 @@ class VideoSpec:
         vfr: Variable frame rate: frame durations alternate between 1x and 3x ``1/fps``.
         faststart: Put the index at the front (mp4/mov only).
         bframes: Let the encoder use B-frames (reordered frames) where it can.
+        max_b_frames: B-frames in a row, for encoders that use none unless told (``mpeg4``).
+        pix_fmt: Pixel format encoded (``yuvj420p`` for ``mjpeg``).
         background: RGB colour of the picture around the barcode.
     """
 
@@ -64,6 +66,8 @@ class VideoSpec:
     vfr: bool = False
     faststart: bool = False
     bframes: bool = True
+    max_b_frames: int | None = None
+    pix_fmt: str = "yuv420p"
     background: tuple[int, int, int] = (96, 96, 96)
 
 
@@ -80,6 +84,13 @@ PRESETS: dict[str, tuple[str, VideoSpec]] = {
     "no_audio_mp4": (".mp4", VideoSpec(audio_codec=None)),
     "rotated_mp4": (".mp4", VideoSpec(rotation=90)),
     "vfr_mp4": (".mp4", VideoSpec(vfr=True, fps=30.0, duration=3.0)),
+    # AVI stamps packets in decode order: with B-frames the decoded frames' stamps are shuffled.
+    "h264_bframes_avi": (".avi", VideoSpec(audio_codec="mp2")),
+    "mpeg4_bframes_avi": (".avi", VideoSpec(video_codec="mpeg4", audio_codec=None, max_b_frames=2)),
+    "mjpeg_avi": (
+        ".avi",
+        VideoSpec(video_codec="mjpeg", audio_codec="pcm_s16le", pix_fmt="yuvj420p"),
+    ),
 }
 
 # Encoder settings that keep small test files fast to write and deterministic.
@@ -169,12 +180,14 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
             av.video.stream.VideoStream,
             container.add_stream(spec.video_codec, rate=Fraction(spec.fps).limit_denominator()),
         )
-        video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
+        video.width, video.height, video.pix_fmt = spec.width, spec.height, spec.pix_fmt
         video.options = dict(_ENCODER_OPTIONS.get(spec.video_codec, {}))
         if spec.gop is not None:
             video.codec_context.gop_size = spec.gop
         if not spec.bframes:
             video.codec_context.max_b_frames = 0
+        elif spec.max_b_frames is not None:
+            video.codec_context.max_b_frames = spec.max_b_frames
         if spec.rotation:
             video.set_display_rotation(-spec.rotation)  # FFmpeg counts counter-clockwise
         time_base = Fraction(1, 1000) if spec.vfr else 1 / Fraction(spec.fps).limit_denominator()

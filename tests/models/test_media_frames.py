@@ -1,5 +1,8 @@
 """sample_frames(): the true frame at each instant, upright, at the size asked for."""
 
+from pathlib import Path
+
+import av
 import numpy as np
 import pytest
 from conftest import decode_children
@@ -14,7 +17,14 @@ EXACT_KINDS = [
     "hevc_flac_mkv",
     "h264_pcm_mov",
     "no_audio_mp4",
+    # AVI as cameras, screen recorders and UCF101/HMDB51 write it: stamps in decode order
+    "h264_bframes_avi",
+    "mpeg4_bframes_avi",
+    "mjpeg_avi",
 ]
+REAL_AVI = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "clips" / "street_hug.avi"
+)
 
 
 def indices(images: np.ndarray) -> list[int]:
@@ -182,3 +192,42 @@ def test_decord_backend_refuses_truncated_files_like_pyav(make_video):
     with pytest.raises(MediaError) as caught:
         sample_frames(make_video("truncated_index_intact"), num_frames=4, backend="decord")
     assert caught.value.code == MediaErrorCode.CORRUPT_MEDIA
+
+
+def test_avi_with_b_frames_is_sampled_in_presentation_order(make_video):
+    # The decoder puts these frames out with shuffled stamps (1, 3, 2, 4, 6, 7, 5, ...): the
+    # sampler must follow its output order, not trust the stamps (it refused such files).
+    path = make_video("h264_bframes_avi", duration=4.0, gop=12)
+    with av.open(str(path)) as container:
+        stamps = [f.pts for f in container.decode(video=0)]
+    assert stamps != sorted(stamps), "the file does not have the shuffled stamps it must test"
+    images, times = sample_frames(path, num_frames=30, size=(120, 160))
+    expected = shown_at(np.arange(120) / 30.0, (np.arange(30) + 0.5) * 4.0 / 30)
+    assert indices(images) == expected.tolist()
+    assert np.allclose(times, expected / 30.0, atol=1e-3)
+
+
+def test_a_truncated_avi_still_fails(make_video, tmp_path):
+    whole = make_video("h264_bframes_avi", duration=3.0)
+    cut = synth.truncate(whole, tmp_path / "cut.avi")
+    with pytest.raises(MediaError) as err:
+        sample_frames(cut, num_frames=8)
+    assert err.value.code is MediaErrorCode.CORRUPT_MEDIA
+
+
+@pytest.mark.skipif(not REAL_AVI.is_file(), reason=f"real test data missing: {REAL_AVI}")
+def test_real_h264_avi_footage_gives_the_frames_a_plain_decode_gives():
+    # ../shared/data/real/clips/street_hug.avi: real footage, H.264 with B-frames in AVI.
+    with av.open(str(REAL_AVI)) as container:
+        stream = container.streams.video[0]
+        rate, size = float(stream.average_rate), (stream.height // 4, stream.width // 4)
+        plain = [
+            f.to_ndarray(format="rgb24", width=size[1], height=size[0])
+            for f in container.decode(video=0)
+        ]
+    images, times = sample_frames(REAL_AVI, num_frames=10, size=size, fit="pad")
+    assert len(images) == 10
+    for image, t in zip(images, times, strict=True):
+        k = round(t * rate)  # times count from the first frame
+        nearest = min(range(len(plain)), key=lambda i: np.abs(plain[i].astype(int) - image).mean())
+        assert nearest == k, (t, nearest, k)
