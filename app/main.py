@@ -58,7 +58,8 @@ class PageFiles(StaticFiles):
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (the client's ``X-Request-ID`` if sane) and echoes it.
+    """Gives every request an id (the client's ``X-Request-ID`` if sane) and echoes it, and
+    tells browsers never to sniff a response into another type (``nosniff``).
 
     A plain ASGI middleware: Starlette's BaseHTTPMiddleware would cost every poll a task.
     """
@@ -78,11 +79,12 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (b"x-request-id", request_id.encode()),
-                ]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                # No response is ever to be sniffed into another type (an upload as HTML).
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -111,9 +113,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        error = ApiError(ErrorCode.METHOD_NOT_ALLOWED, "this path does not take that method")
+        error = ApiError(
+            ErrorCode.METHOD_NOT_ALLOWED,
+            "this path does not take that method (see the Allow header)",
+            headers=dict(exc.headers or {}),  # Starlette's Allow: the methods it takes
+        )
     elif exc.status_code == 404:
         error = ApiError(ErrorCode.NOT_FOUND, "no such path: see /docs")
+    elif exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. nested too deep)
+        error = ApiError(ErrorCode.INVALID_JSON, "the body is not valid JSON")
     else:
         error = ApiError(ErrorCode.VALIDATION_ERROR, str(exc.detail))
     return _error(request, error)

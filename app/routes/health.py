@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from redis.exceptions import RedisError
 
-from app.deps import ServicesDep
+from app.deps import ServicesDep, tenant_of
 from app.errors import ApiError, ErrorCode, error_responses
 from app.schemas import Health
 from workers.metrics import Gauge
@@ -27,22 +27,30 @@ async def healthz() -> Health:
     response_model=Health,
     responses=error_responses(ErrorCode.REDIS_UNAVAILABLE, ErrorCode.NOT_READY),
 )
-async def readyz(services: ServicesDep) -> Health:
-    """Ready to caption: Redis answers and at least one worker has its model loaded."""
+async def readyz(request: Request, services: ServicesDep) -> Health:
+    """Ready to caption: Redis answers and at least one worker has its model loaded.
+
+    Anyone may ask (load balancers send no key); only a caller with an API key (or any
+    caller when no keys are configured) sees the workers (host, pid, model) and Redis's error.
+    """
+    try:
+        tenant_of(request.headers.get("authorization", ""), request.app.state.tenants)
+        detailed = True
+    except ApiError:
+        detailed = False
     try:
         await services.redis.ping()
         workers = await services.workers()
     except RedisError as e:
-        raise ApiError(
-            ErrorCode.REDIS_UNAVAILABLE, f"Redis does not answer: {e}", headers={"Retry-After": "5"}
-        ) from None
+        message = f"Redis does not answer: {e}" if detailed else "Redis does not answer"
+        raise ApiError(ErrorCode.REDIS_UNAVAILABLE, message, headers={"Retry-After": "5"}) from None
     if not workers:
         raise ApiError(
             ErrorCode.NOT_READY,
             "no worker is running: start one with `vidcap worker`",
             headers={"Retry-After": "5"},
         )
-    return Health(status="ready", workers=workers)
+    return Health(status="ready", workers=workers if detailed else None)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -189,7 +189,7 @@ async def _receive(request: Request, services: Services) -> tuple[Received, Vide
                 raise ApiError(ErrorCode.VALIDATION_ERROR, "the JSON body is over 64 KiB")
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser is not JSON to us
             raise ApiError(ErrorCode.INVALID_JSON, "the body is not valid JSON") from None
         try:
             create = VideoUrlCreate.model_validate(data)
@@ -210,11 +210,10 @@ async def _receive(request: Request, services: Services) -> tuple[Received, Vide
     )
 
 
-def _suffix(filename: str | None, container: str) -> str:
-    suffix = Path(filename or "").suffix.lower()
-    if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
-        return suffix
-    return "." + re.sub(r"[^a-z0-9]", "", container)[:5] or ".video"
+def _suffix(container: str) -> str:
+    """The stored file's extension: from the probed container, never the client's name (an
+    upload called page.html or shell.php is stored as source.mp4 when it is an mp4)."""
+    return "." + (re.sub(r"[^a-z0-9]", "", container.lower())[:5] or "video")
 
 
 def _store_video(
@@ -245,7 +244,7 @@ def _store_video(
             return *existing, False
         claimed.append(key)
     folder = f"videos/{tenant}/{video_id}"
-    name = "source" + _suffix(received.filename, info["container"])
+    name = "source" + _suffix(info["container"])
     (settings.data_dir / folder).mkdir(parents=True)
     os.replace(received.path, settings.data_dir / folder / name)
     video: dict[str, Any] = {
@@ -634,8 +633,13 @@ async def get_media(video_id: str, services: ServicesDep, tenant: ReaderDep) -> 
     """
     video = await load_video(services, tenant, video_id)
     path, media_type = await asyncio.to_thread(_media_file, services.settings, video)
-    # no-cache: the same link serves the preview once the worker has made it.
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-cache"})
+    # no-cache: the same link serves the preview once the worker has made it. The name offered
+    # is ours (video id, probed container), never the uploader's.
+    headers = {
+        "Cache-Control": "private, no-cache",
+        "Content-Disposition": f'inline; filename="{video_id}{path.suffix}"',
+    }
+    return FileResponse(path, media_type=media_type, headers=headers)
 
 
 def _ascii(name: str) -> str:

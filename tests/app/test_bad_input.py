@@ -157,6 +157,46 @@ def test_bad_json_body(limited: Any) -> None:
     assert_error(text, 415, "unsupported_media_type")
 
 
+def test_json_nested_too_deep_is_invalid_json_not_a_crash(limited: Any) -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    headers = {"Content-Type": "application/json"}
+    with limited.client() as client:
+        upload = client.post("/v1/videos", content=deep, headers=headers)
+        question = client.post("/v1/videos/vid_x/questions", content=deep, headers=headers)
+    assert_error(upload, 400, "invalid_json")
+    assert_error(question, 400, "invalid_json")
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def test_a_wrong_method_says_which_methods_the_path_takes(limited: Any) -> None:
+    with limited.client() as client:
+        response = client.put("/healthz")
+        videos = client.put("/v1/videos")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+    assert_error(videos, 405, "method_not_allowed")
+    assert videos.headers["allow"] == "POST"
+
+
+def test_an_upload_is_stored_by_what_it_is_and_never_served_for_sniffing(
+    limited: Any, make_video: Any
+) -> None:
+    # The client calls its mp4 "page.html": stored and offered as an mp4, never as HTML.
+    response = post_file(limited, "page.html", make_video("h264_aac_mp4", duration=1))
+    assert response.status_code == 202, response.text
+    video = response.json()["video"]
+    stored = list(limited.data_dir.glob(f"videos/alice/{video['id']}/source.*"))
+    assert [p.name for p in stored] == ["source.mp4"]
+    with limited.client() as client:
+        media = client.get(f"/v1/videos/{video['id']}/media")
+        missing = client.get("/v1/videos/vid_missing")
+        assert client.delete(f"/v1/videos/{video['id']}").status_code == 204
+    assert media.status_code == 200 and media.headers["content-type"] == "video/mp4"
+    assert media.headers["x-content-type-options"] == "nosniff"
+    assert media.headers["content-disposition"] == f'inline; filename="{video["id"]}.mp4"'
+    assert missing.headers["x-content-type-options"] == "nosniff"  # every response says it
+
+
 def test_bad_option_is_refused(limited: Any, make_video: Any) -> None:
     response = post_file(
         limited, "clip.mp4", make_video("h264_aac_mp4", duration=1), data={"segment_seconds": "0"}

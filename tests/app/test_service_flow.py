@@ -266,9 +266,14 @@ def test_delete_removes_file_features_records_and_questions(service: Any, make_v
 def test_health_readiness_and_metrics(service: Any, captioned: dict[str, Any]) -> None:
     with service.client(None) as client:
         assert client.get("/healthz").json() == {"status": "ok", "workers": None}
-        ready = client.get("/readyz").json()
+        anonymous = client.get("/readyz").json()
         metrics = client.get("/metrics").text
+    with service.client() as client:
+        ready = client.get("/readyz").json()
+    # Anyone learns whether the service is ready; only a key holder sees its workers.
+    assert anonymous == {"status": "ready", "workers": None}
     assert ready["status"] == "ready" and len(ready["workers"]) == 1
+    assert {"name", "model"} <= ready["workers"][0].keys()
     assert 'vidcap_jobs_finished_total{kind="caption",state="succeeded"}' in metrics
     assert "vidcap_queue_depth" in metrics
     assert 'vidcap_stage_duration_seconds_count{stage="decoding"}' in metrics
