@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import janitor
@@ -110,13 +111,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, ApiError(ErrorCode.VALIDATION_ERROR, message))
 
 
+def _allowed(request: Request) -> str:
+    """Every method the request's path takes. (Starlette's own Allow names only the first
+    route that matched the path: "POST" for /v1/videos, which takes GET too.)"""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         error = ApiError(
             ErrorCode.METHOD_NOT_ALLOWED,
             "this path does not take that method (see the Allow header)",
-            headers=dict(exc.headers or {}),  # Starlette's Allow: the methods it takes
+            headers={"Allow": _allowed(request)},
         )
     elif exc.status_code == 404:
         error = ApiError(ErrorCode.NOT_FOUND, "no such path: see /docs")
