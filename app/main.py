@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -149,6 +150,17 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, error)
 
 
+async def _store_full(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis is out of memory: %s", exc)
+    error = ApiError(
+        ErrorCode.STORE_FULL,
+        "the job store is full (Redis reached its memory limit): nothing was changed; try again"
+        " later",
+        headers={"Retry-After": "60"},
+    )
+    return _error(request, error)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     request_id = getattr(request.state, "request_id", "-")
@@ -205,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         HTTPException: _http_error,
         RedisConnectionError: _redis_down,
         RedisTimeoutError: _redis_down,
+        RedisOutOfMemoryError: _store_full,
         Exception: _unexpected,
     }
     for exc_class, handler in handlers.items():

@@ -237,7 +237,11 @@ def _store_video(
     for key, ttl in ((idempotency, IDEMPOTENCY_TTL_S), (dedupe, settings.retention_s)):
         if key is None:
             continue
-        existing = _claim(services, tenant, key, video_id, ttl)
+        try:
+            existing = _claim(services, tenant, key, video_id, ttl)
+        except BaseException:  # Redis full or gone at the second key: free the first
+            _release(services, claimed, video_id)
+            raise
         if existing is not None:
             _release(services, claimed, video_id)
             received.path.unlink(missing_ok=True)

@@ -232,6 +232,36 @@ def test_question_before_the_video_is_ready(limited: Any, make_video: Any) -> No
     assert leftovers(limited) == {"files": [], "keys": []}
 
 
+def test_redis_out_of_memory_is_507_store_full_and_changes_nothing(
+    limited: Any, make_video: Any
+) -> None:
+    video = post_file(limited, "clip.mp4", make_video("h264_aac_mp4", duration=1)).json()["video"]
+    before = leftovers(limited)
+    admin = redis.Redis.from_url(limited.redis.url)
+    policy = admin.config_get("maxmemory-policy")["maxmemory-policy"]
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # every write that needs memory is refused (OOM)
+    try:
+        upload = post_file(limited, "other.mp4", make_video("h264_aac_mp4", duration=2))
+        with limited.client() as client:
+            question = client.post(
+                f"/v1/videos/{video['id']}/questions", json={"question": "what?"}
+            )
+            delete = client.delete(f"/v1/videos/{video['id']}")
+            read = client.get(f"/v1/videos/{video['id']}")
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.config_set("maxmemory-policy", policy)
+        admin.close()
+    for response in (upload, question, delete):
+        assert_error(response, 507, "store_full")
+        assert int(response.headers["retry-after"]) > 0
+    # Nothing half done: no new file or record, and the video is whole.
+    assert read.status_code == 200 and leftovers(limited) == before
+    with limited.client() as client:
+        assert client.delete(f"/v1/videos/{video['id']}").status_code == 204
+
+
 def test_video_without_audio_is_accepted_and_captioned(service: Any, make_video: Any) -> None:
     from tests.app.test_service_flow import finished, upload
 
