@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -161,6 +162,18 @@ async def _store_full(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, error)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody is left to read an answer; the upload's partial file is already removed. Worth a
+    # line, not an ERROR with tracebacks (and a 500 handler would have Starlette re-raise it).
+    log.info(
+        "client went away mid-request: %s %s (request %s)",
+        request.method,
+        request.url.path,
+        getattr(request.state, "request_id", "-"),
+    )
+    return Response(status_code=499)  # nginx's "client closed request"; never delivered
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     request_id = getattr(request.state, "request_id", "-")
@@ -218,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RedisConnectionError: _redis_down,
         RedisTimeoutError: _redis_down,
         RedisOutOfMemoryError: _store_full,
+        ClientDisconnect: _client_gone,
         Exception: _unexpected,
     }
     for exc_class, handler in handlers.items():

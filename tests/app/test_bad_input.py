@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -195,6 +197,34 @@ def test_an_upload_is_stored_by_what_it_is_and_never_served_for_sniffing(
     assert media.headers["x-content-type-options"] == "nosniff"
     assert media.headers["content-disposition"] == f'inline; filename="{video["id"]}.mp4"'
     assert missing.headers["x-content-type-options"] == "nosniff"  # every response says it
+
+
+def test_a_client_that_drops_mid_upload_is_one_info_line_and_leaves_nothing(
+    limited: Any,
+) -> None:
+    log = limited.root / "api.log"
+    tracebacks = log.read_text(errors="replace").count("Traceback")
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    request = (
+        "POST /v1/videos HTTP/1.1\r\nHost: test\r\nX-Request-ID: dropped-upload-1\r\n"
+        f"Authorization: Bearer {API_KEYS['alice']}\r\nContent-Length: 1000000\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+        sock.sendall(request + head + bytes(300_000))  # then the client is gone
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while "dropped-upload-1" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, limited.logs()
+        time.sleep(0.1)
+    lines = [x for x in log.read_text(errors="replace").splitlines() if "dropped-upload-1" in x]
+    assert len(lines) == 1 and " INFO " in lines[0] and "went away" in lines[0], lines
+    assert log.read_text(errors="replace").count("Traceback") == tracebacks
+    assert leftovers(limited) == {"files": [], "keys": []}
 
 
 def test_bad_option_is_refused(limited: Any, make_video: Any) -> None:
