@@ -164,3 +164,12 @@ def error_responses(*codes: str) -> dict[int | str, dict[str, object]]:
         }
         for status, found in sorted(by_status.items())
     }
+
+
+def redis_unavailable() -> ApiError:
+    """The answer while Redis does not answer (down, restarting, stalled)."""
+    return ApiError(
+        ErrorCode.REDIS_UNAVAILABLE,
+        "the job store is not reachable; try again shortly",
+        headers={"Retry-After": "5"},
+    )

@@ -25,7 +25,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import janitor
-from app.errors import ApiError, ErrorCode
+from app.errors import ApiError, ErrorCode, redis_unavailable
 from app.routes import health, jobs, videos
 from app.services import Services
 from settings import Settings, get_settings
@@ -143,12 +143,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     log.warning("Redis unavailable: %s", exc)
-    error = ApiError(
-        ErrorCode.REDIS_UNAVAILABLE,
-        "the job store is not reachable; try again shortly",
-        headers={"Retry-After": "5"},
-    )
-    return _error(request, error)
+    return _error(request, redis_unavailable())
 
 
 async def _store_full(request: Request, exc: Exception) -> JSONResponse:

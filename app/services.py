@@ -23,7 +23,7 @@ from rq import Queue
 from settings import Settings
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
-from workers.store import RUNNING_KEY, WORKER_PREFIX, Store, reconnecting
+from workers.store import RUNNING_KEY, WORKER_PREFIX, Store, answering
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,13 @@ class Services:
                 "`vidcap serve` needs REDIS_URL=redis://host:port/0"
             )
         url = settings.redis_url
-        text = redis.Redis.from_url(url, decode_responses=True, **reconnecting(SyncRetry))
+        # A stalled Redis fails a request's command within about 2 s (503 redis_unavailable).
+        text = redis.Redis.from_url(url, decode_responses=True, **answering(SyncRetry))
         return cls(
             settings=settings,
-            redis=aredis.Redis.from_url(url, decode_responses=True, **reconnecting(AsyncRetry)),
+            redis=aredis.Redis.from_url(url, decode_responses=True, **answering(AsyncRetry)),
             store=Store(text, settings.retention_s),
-            queue=rq_queue(redis.Redis.from_url(url, **reconnecting(SyncRetry)), settings),
+            queue=rq_queue(redis.Redis.from_url(url, **answering(SyncRetry)), settings),
             metrics=Metrics(text),
         )
 

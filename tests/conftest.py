@@ -418,7 +418,7 @@ class Service:
         import httpx
 
         headers = {"Authorization": f"Bearer {API_KEYS[tenant]}"} if tenant else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60, **kwargs})
 
     def logs(self) -> str:
         """The tail of every process's log (for failure messages)."""

@@ -158,6 +158,26 @@ def reconnecting(retry_class: type[Retry] | type[AsyncRetry] = Retry) -> dict[st
     }
 
 
+def answering(
+    retry_class: type[Retry] | type[AsyncRetry] = Retry, timeout_s: float = 1.5
+) -> dict[str, Any]:
+    """Client options for a server that must answer its own clients quickly (the API).
+
+    Like :func:`reconnecting` for a restart (refused or reset connections are retried for
+    about 2 s), but a Redis that stalls (paused, stopped, swapping) fails a command after
+    ``timeout_s`` without retrying it, so a request gets 503 instead of hanging with it.
+    """
+    return {
+        "retry": retry_class(
+            ExponentialBackoff(cap=0.5, base=0.05), 8, supported_errors=(RedisConnectionError,)
+        ),
+        "retry_on_error": [RedisConnectionError],
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": 30,
+    }
+
+
 class Stale(Exception):
     """The record changed hands: another attempt owns the job, or the record is gone."""
 

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.deps import ServicesDep, TenantDep, tenant_of
-from app.errors import ApiError, ErrorCode, error_responses
+from app.errors import ApiError, ErrorCode, error_responses, redis_unavailable
 from app.schemas import JobPublic
 from app.services import Services
 from workers.queue import rq_job_id
@@ -79,23 +79,23 @@ class PollFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = None
+        status, headers = 200, [(b"content-type", b"application/json")]
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             match = POLL_PATH.fullmatch(scope["path"])
             if match is not None:
-                body = await self._body(scope, match[1])
+                try:
+                    body = await self._body(scope, match[1])
+                except RedisError:  # answered here: the route would wait for Redis again
+                    error = redis_unavailable()
+                    request_id = scope.get("state", {}).get("request_id", "-")
+                    body = json.dumps(error.body(request_id)).encode()
+                    status = error.status
+                    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
         if body is None:
             await self.app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
@@ -108,7 +108,7 @@ class PollFastPath:
             tenant = tenant_of(authorization, state.tenants)
             raw = await state.services.redis.get(job_key(job_id))
             return _owned(raw, tenant).body
-        except (ApiError, RedisError):
+        except ApiError:
             return None
 
 

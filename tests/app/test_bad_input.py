@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -290,6 +292,42 @@ def test_redis_out_of_memory_is_507_store_full_and_changes_nothing(
     assert read.status_code == 200 and leftovers(limited) == before
     with limited.client() as client:
         assert client.delete(f"/v1/videos/{video['id']}").status_code == 204
+
+
+def test_a_stalled_redis_gets_503_in_seconds_not_a_hung_request(
+    limited: Any, make_video: Any
+) -> None:
+    video = post_file(limited, "clip.mp4", make_video("h264_aac_mp4", duration=1)).json()["video"]
+    job = video["caption_job_id"]
+    pid = limited.redis.pid
+    os.kill(pid, signal.SIGSTOP)  # Redis holds every connection and answers nothing
+    try:
+        # A client that waited for Redis would hit this timeout (it used to hang for the
+        # whole stall); the API must answer well within it.
+        with limited.client(timeout=8) as client:
+            began = time.monotonic()
+            answers = {
+                "poll": client.get(f"/v1/jobs/{job}"),
+                "video": client.get(f"/v1/videos/{video['id']}"),
+                "question": client.post(
+                    f"/v1/videos/{video['id']}/questions", json={"question": "what?"}
+                ),
+                "upload": client.post("/v1/videos", files={"file": ("a.mp4", b"x" * 1000)}),
+            }
+            with limited.client(None, timeout=8) as anonymous:
+                answers["readyz"] = anonymous.get("/readyz")
+            seconds = time.monotonic() - began
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print(f"5 requests during a Redis stall answered in {seconds:.1f} s")
+    for name, response in answers.items():
+        assert response.status_code == 503, (name, response.text)
+        assert_error(response, 503, "redis_unavailable")
+        assert int(response.headers["retry-after"]) > 0
+    with limited.client() as client:  # and all is well once Redis answers again
+        assert client.get(f"/v1/videos/{video['id']}").status_code == 200
+        assert client.delete(f"/v1/videos/{video['id']}").status_code == 204
+    assert leftovers(limited) == {"files": [], "keys": []}
 
 
 def test_video_without_audio_is_accepted_and_captioned(service: Any, make_video: Any) -> None:
