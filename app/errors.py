@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     FETCH_FAILED = "fetch_failed"  # unreachable, or the server answered with an error
     FETCH_TIMEOUT = "fetch_timeout"
     TOO_MANY_REDIRECTS = "too_many_redirects"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the key came with a different request
     # state
     VIDEO_NOT_READY = "video_not_ready"  # questions need the video's features
     VIDEO_FAILED = "video_failed"  # the video could not be captioned: no questions
@@ -74,6 +75,7 @@ STATUS: dict[str, int] = {
     ErrorCode.FETCH_FAILED: 422,
     ErrorCode.FETCH_TIMEOUT: 422,
     ErrorCode.TOO_MANY_REDIRECTS: 422,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.VIDEO_NOT_READY: 409,
     ErrorCode.TRACK_NOT_FOUND: 404,
     ErrorCode.VIDEO_FAILED: 409,

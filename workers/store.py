@@ -137,6 +137,11 @@ def idempotency_key(tenant: str, key: str) -> str:
     return f"{PREFIX}tenant:{tenant}:idem:{key}"
 
 
+def question_idempotency_key(tenant: str, key: str) -> str:
+    """Maps a tenant's Idempotency-Key header on a question to its job and fingerprint."""
+    return f"{PREFIX}tenant:{tenant}:idem-question:{key}"
+
+
 def events_channel(job_id: str) -> str:
     """Pub/sub channel carrying a job's record after each change."""
     return f"{PREFIX}events:{job_id}"

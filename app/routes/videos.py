@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from workers.store import (
     job_key,
     new_id,
     now,
+    question_idempotency_key,
     questions_key,
     sha_key,
     video_key,
@@ -245,6 +247,8 @@ def _store_video(
         if existing is not None:
             _release(services, claimed, video_id)
             received.path.unlink(missing_ok=True)
+            if key == idempotency:
+                _same_request(existing[0], dedupe)
             return *existing, False
         claimed.append(key)
     folder = f"videos/{tenant}/{video_id}"
@@ -317,6 +321,17 @@ def _claim(
     return None
 
 
+def _same_request(video: dict[str, Any], dedupe: str) -> None:
+    """An Idempotency-Key seen before must come with the same request (the same bytes and
+    options, which is what the dedupe key says), else 422 (IETF Idempotency-Key draft)."""
+    if video.get("dedupe_key") != dedupe:
+        raise ApiError(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "this Idempotency-Key was used for a different upload (other bytes or options):"
+            " use a new key for a new upload",
+        )
+
+
 def _release(services: Services, keys: list[str], video_id: str) -> None:
     """Gives up keys claimed for a video that was not stored."""
     for key in keys:
@@ -385,11 +400,13 @@ async def create_video(
                 "Idempotency-Key: 1 to 200 printable ASCII characters without spaces",
             )
         idempotency = idempotency_key(tenant, idempotency_key_header)
-        existing = await asyncio.to_thread(_existing, services, tenant, idempotency)
-        if existing is not None:
-            return await _created(services, *existing, False)
     received, options = await _receive(request, services)
     try:
+        if idempotency is not None:  # a retry: the same request gets the same answer
+            existing = await asyncio.to_thread(_existing, services, tenant, idempotency)
+            if existing is not None:
+                _same_request(existing[0], sha_key(tenant, received.sha256, options.key()))
+                return await _created(services, *existing, False)
         limits = services.settings.media_limits()
         info = await asyncio.to_thread(probe, received.path, limits=limits)
         video, job, new = await asyncio.to_thread(
@@ -666,30 +683,88 @@ def _ascii(name: str) -> str:
     ),
 )
 async def ask(
-    video_id: str, body: QuestionCreate, services: ServicesDep, tenant: AdmittedTenantDep
+    video_id: str,
+    body: QuestionCreate,
+    services: ServicesDep,
+    tenant: AdmittedTenantDep,
+    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    """Ask a question about a video; it is answered from the video's cached features."""
+    """Ask a question about a video; it is answered from the video's cached features.
+
+    A retry with the same `Idempotency-Key` and question returns the first job (200); the key
+    with another question or video is refused (422 `idempotency_key_reused`).
+    """
     limit = services.settings.max_question_chars
     if len(body.question) > limit:
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"question: at most {limit} characters")
+    idempotency = None
+    if idempotency_key_header is not None:
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key_header):
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                "Idempotency-Key: 1 to 200 printable ASCII characters without spaces",
+            )
+        idempotency = question_idempotency_key(tenant, idempotency_key_header)
     video = await load_video(services, tenant, video_id)
     await _ready(services, video)
-    job = await asyncio.to_thread(
-        create_job,
-        services.store,
-        services.queue,
-        services.settings,
-        kind="question",
-        tenant=tenant,
-        video=video,
-        question=body.question,
+    fingerprint = hashlib.sha256(f"{video['id']}\n{body.question}".encode()).hexdigest()
+    job, new = await asyncio.to_thread(
+        _ask_once, services, tenant, video, body.question, idempotency, fingerprint
     )
-    services.metrics.job_enqueued("question")
     return JSONResponse(
         JobPublic.of(job).model_dump(mode="json"),
-        status_code=202,
+        status_code=202 if new else 200,
         headers={"Location": f"/v1/jobs/{job['id']}"},
     )
+
+
+def _ask_once(
+    services: Services,
+    tenant: str,
+    video: dict[str, Any],
+    question: str,
+    idempotency: str | None,
+    fingerprint: str,
+) -> tuple[dict[str, Any], bool]:
+    """The question's job: made now (True), or the one an earlier request with the same
+    Idempotency-Key made (False)."""
+    redis = services.store.redis
+    claim = json.dumps({"fingerprint": fingerprint, "job": None})
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while idempotency is not None and not redis.set(
+        idempotency, claim, nx=True, ex=IDEMPOTENCY_TTL_S
+    ):
+        raw = redis.get(idempotency)
+        held = json.loads(raw) if raw else None
+        if held is None:
+            continue  # it just expired: claim it
+        if held["fingerprint"] != fingerprint:
+            raise ApiError(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "this Idempotency-Key was used for a different question (or video): use a new"
+                " key for a new question",
+            )
+        earlier = services.store.job(held["job"]) if held["job"] else None
+        if earlier is not None:
+            return earlier, False
+        if held["job"] is not None or time.monotonic() > deadline:
+            redis.set(idempotency, claim, ex=IDEMPOTENCY_TTL_S)  # its job is gone: ours now
+            break
+        time.sleep(0.02)  # the other request is making its job right now
+    try:
+        job = create_job(
+            services.store, services.queue, services.settings,
+            kind="question", tenant=tenant, video=video, question=question,
+        )  # fmt: skip
+    except BaseException:
+        if idempotency is not None:
+            redis.delete(idempotency)
+        raise
+    if idempotency is not None:
+        done = json.dumps({"fingerprint": fingerprint, "job": job["id"]})
+        redis.set(idempotency, done, ex=IDEMPOTENCY_TTL_S)
+    services.metrics.job_enqueued("question")
+    return job, True
 
 
 @router.get(

@@ -178,6 +178,39 @@ def test_idempotency_key_returns_the_same_video_and_job(service: Any, make_video
     assert again.json()["job"]["id"] == first.json()["job"]["id"]
 
 
+def test_an_idempotency_key_reused_for_other_bytes_is_422(service: Any, make_video: Any) -> None:
+    first_path = make_video("h264_aac_mp4", duration=2, width=80)
+    other_path = make_video("h264_aac_mp4", duration=2, width=64)
+    with service.client() as client:
+        first = upload_with_key(client, first_path, "reused-7")
+        other = upload_with_key(client, other_path, "reused-7")
+        videos = client.get("/v1/videos", params={"limit": 100}).json()["videos"]
+    assert first.status_code == 202
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    # It was not stored, and nothing of it is left in the upload spool.
+    assert sum(v["size_bytes"] == other_path.stat().st_size for v in videos) == 0
+    assert list((service.data_dir / "uploads").iterdir()) == []
+
+
+def test_a_question_retried_with_its_idempotency_key_is_asked_once(
+    service: Any, captioned: dict[str, Any]
+) -> None:
+    video_id = captioned["video"]["id"]
+    path = f"/v1/videos/{video_id}/questions"
+    key = {"Idempotency-Key": "question-retry-1"}
+    with service.client() as client:
+        first = client.post(path, json={"question": "what colour is it?"}, headers=key)
+        again = client.post(path, json={"question": "what colour is it?"}, headers=key)
+        other = client.post(path, json={"question": "what sound plays?"}, headers=key)
+        asked = client.get(path).json()["questions"]
+    assert (first.status_code, again.status_code) == (202, 200), (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"]
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert [q["id"] for q in asked].count(first.json()["id"]) == 1
+    assert sum(q["question"] == "what sound plays?" for q in asked) == 0
+
+
 def upload_with_key(client: httpx.Client, path: Path, key: str) -> httpx.Response:
     with path.open("rb") as f:
         return client.post(
