@@ -62,7 +62,7 @@ def submit(queue: Queue, record: dict[str, Any], settings: Settings) -> None:
         args=(record["id"],),
         job_id=rq_job_id(record["id"], record["attempts"]),
         timeout=record["timeout_s"],
-        result_ttl=RQ_RESULT_TTL_S,
+        result_ttl=min(RQ_RESULT_TTL_S, settings.retention_s),  # RQ's copy: never past ours
         failure_ttl=settings.retention_s,
         ttl=settings.retention_s,
         description=f"{record['kind']} {record['video_id']}",

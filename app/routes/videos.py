@@ -236,7 +236,8 @@ def _store_video(
     dedupe = sha_key(tenant, received.sha256, options.key())
     video_id = new_id("vid")
     claimed: list[str] = []
-    for key, ttl in ((idempotency, IDEMPOTENCY_TTL_S), (dedupe, settings.retention_s)):
+    idempotency_ttl = min(IDEMPOTENCY_TTL_S, settings.retention_s)  # never past the video
+    for key, ttl in ((idempotency, idempotency_ttl), (dedupe, settings.retention_s)):
         if key is None:
             continue
         try:
@@ -255,6 +256,7 @@ def _store_video(
     name = "source" + _suffix(info["container"])
     (settings.data_dir / folder).mkdir(parents=True)
     os.replace(received.path, settings.data_dir / folder / name)
+    os.utime(settings.data_dir / folder / name)  # stored now: the janitor's clock for it
     video: dict[str, Any] = {
         "id": video_id,
         "tenant": tenant,
@@ -280,6 +282,8 @@ def _store_video(
         with store.redis.pipeline() as pipe:
             store.put(video_key(video_id), video, pipe)
             pipe.zadd(videos_key(tenant), {video_id: video["created_at"]})
+            # The index outlives none of its videos: it goes with the newest one.
+            pipe.expire(videos_key(tenant), settings.retention_s)
             pipe.execute()
     except BaseException:
         _release(services, claimed, video_id)
@@ -729,11 +733,10 @@ def _ask_once(
     """The question's job: made now (True), or the one an earlier request with the same
     Idempotency-Key made (False)."""
     redis = services.store.redis
+    ttl = min(IDEMPOTENCY_TTL_S, services.settings.retention_s)  # never past the video
     claim = json.dumps({"fingerprint": fingerprint, "job": None})
     deadline = time.monotonic() + CLAIM_WAIT_S
-    while idempotency is not None and not redis.set(
-        idempotency, claim, nx=True, ex=IDEMPOTENCY_TTL_S
-    ):
+    while idempotency is not None and not redis.set(idempotency, claim, nx=True, ex=ttl):
         raw = redis.get(idempotency)
         held = json.loads(raw) if raw else None
         if held is None:
@@ -748,7 +751,7 @@ def _ask_once(
         if earlier is not None:
             return earlier, False
         if held["job"] is not None or time.monotonic() > deadline:
-            redis.set(idempotency, claim, ex=IDEMPOTENCY_TTL_S)  # its job is gone: ours now
+            redis.set(idempotency, claim, ex=ttl)  # its job is gone: ours now
             break
         time.sleep(0.02)  # the other request is making its job right now
     try:
@@ -762,7 +765,7 @@ def _ask_once(
         raise
     if idempotency is not None:
         done = json.dumps({"fingerprint": fingerprint, "job": job["id"]})
-        redis.set(idempotency, done, ex=IDEMPOTENCY_TTL_S)
+        redis.set(idempotency, done, ex=ttl)
     services.metrics.job_enqueued("question")
     return job, True
 

@@ -52,23 +52,30 @@ def test_cancel_a_running_job_stops_it_at_the_next_stage(
 def test_janitor_removes_files_whose_records_expired(redis_server: Any, tmp_path: Path) -> None:
     store = Store(redis.Redis.from_url(redis_server.url, decode_responses=True), 60)
     videos = tmp_path / "videos" / "alice"
-    kept, expired, young = (videos / name for name in ("vid_kept", "vid_expired", "vid_young"))
-    for folder in (kept, expired, young):
+    names = ("vid_kept", "vid_expired", "vid_young", "vid_worked_on")
+    kept, expired, young, worked_on = (videos / name for name in names)
+    for folder in (kept, expired, young, worked_on):
         folder.mkdir(parents=True)
         (folder / "source.mp4").write_bytes(b"x")
+    (worked_on / "features.safetensors").write_bytes(b"x")  # written by the worker just now
     (tmp_path / "uploads").mkdir()
     stale_part = tmp_path / "uploads" / ".upload-abc.part"
-    stale_part.write_bytes(b"x")
+    live_part = tmp_path / "uploads" / ".upload-def.part"
+    for part in (stale_part, live_part):
+        part.write_bytes(b"x")
     store.put(video_key("vid_kept"), {"id": "vid_kept"})
-    hour_ago = time.time() - 7200
-    for path in (kept, expired, stale_part):
-        os.utime(path, (hour_ago, hour_ago))
+    a_minute_ago, hours_ago = time.time() - 60, time.time() - 7200
+    for folder in (kept, expired, worked_on):
+        os.utime(folder / "source.mp4", (a_minute_ago, a_minute_ago))
+    os.utime(stale_part, (hours_ago, hours_ago))
 
     removed = sweep(tmp_path, store)
 
-    assert set(removed) == {expired, stale_part}
-    assert kept.is_dir() and young.is_dir()
-    assert not expired.exists() and not stale_part.exists()
+    # Gone a minute after storing, as their records are: even a folder with fresh files in
+    # it. Kept: a folder with a record, one stored seconds ago, an upload still arriving.
+    assert set(removed) == {expired, worked_on, stale_part}
+    assert kept.is_dir() and young.is_dir() and live_part.is_file()
+    assert not expired.exists() and not worked_on.exists() and not stale_part.exists()
 
 
 def test_a_timeout_wrapped_by_a_library_still_counts_as_a_timeout() -> None:
@@ -87,3 +94,48 @@ def test_a_timeout_wrapped_by_a_library_still_counts_as_a_timeout() -> None:
         wrapped()
     assert timed_out(caught.value)
     assert not timed_out(RuntimeError("a bug"))
+
+
+def test_everything_a_video_leaves_goes_when_its_retention_ends(
+    make_service: Any, make_video: Any
+) -> None:
+    from tests.app.test_service_flow import upload
+
+    retention_s = 20
+    service = make_service(
+        env={
+            "VIDCAP_RETENTION_DAYS": str(retention_s / 86400),
+            "VIDCAP_JANITOR_INTERVAL_S": "1",
+        }
+    )
+    with service.client() as client:
+        body = upload(client, make_video("h264_aac_mp4", duration=2)).json()
+        video_id = body["video"]["id"]
+        assert finished(client, body["job"]["id"])["state"] == "succeeded"
+        asked = client.post(
+            f"/v1/videos/{video_id}/questions",
+            json={"question": "what colour is it?"},
+            headers={"Idempotency-Key": "retention-1"},
+        ).json()
+        assert finished(client, asked["id"])["state"] == "succeeded"
+    done = time.monotonic()
+    ids = (video_id, body["job"]["id"], asked["id"])
+    db = redis.Redis.from_url(service.redis.url, decode_responses=True)
+
+    def left() -> dict[str, list[str]]:
+        keys = sorted(db.scan_iter("*"))
+        return {
+            "files": sorted(str(p) for p in (service.data_dir / "videos").rglob("*")),
+            "keys": [
+                k for k in keys
+                if any(i in k for i in ids) or k.startswith(("rq:job:", "vidcap:tenant:"))
+                or any(i in (db.get(k) or "") for i in ids if db.type(k) == "string")
+            ],
+        }  # fmt: skip
+
+    assert left()["files"] and left()["keys"]  # all there while the video is kept
+    deadline = done + retention_s + 20  # its retention, then a few janitor rounds
+    while (remains := left()) != {"files": [], "keys": []}:
+        assert time.monotonic() < deadline, remains
+        time.sleep(1)
+    db.close()
