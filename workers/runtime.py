@@ -17,6 +17,8 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -109,6 +111,13 @@ def start(
 
 class VidcapWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in this process) with the JSON serializer."""
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        # RQ ignores a second signal within 1 s of the first (its worker pool sends one of its
+        # own); vidcap runs no pool, so a second SIGTERM or Ctrl-C always means now.
+        if self._shutdown_requested_date is not None:
+            self._shutdown_requested_date -= timedelta(seconds=1)
+        super().request_force_stop(signum, frame)
 
 
 def _every(seconds: float, stop: threading.Event, action: Any, what: str) -> threading.Thread:
