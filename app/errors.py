@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     MISSING_FILE = "missing_file"  # multipart without a `file` part
     EMPTY_FILE = "empty_file"  # zero bytes
     FILE_TOO_LARGE = "file_too_large"  # over max_upload_mb (stopped while streaming)
+    BODY_TOO_LARGE = "body_too_large"  # a JSON body over 64 KiB
+    REQUEST_TIMEOUT = "request_timeout"  # the body stopped arriving, or came too slowly
     # fetching {"url": ...}
     URL_NOT_ALLOWED = "url_not_allowed"  # not http(s), or a private address
     FETCH_FAILED = "fetch_failed"  # unreachable, or the server answered with an error
@@ -71,6 +73,8 @@ STATUS: dict[str, int] = {
     ErrorCode.MISSING_FILE: 422,
     ErrorCode.EMPTY_FILE: 422,
     ErrorCode.FILE_TOO_LARGE: 413,
+    ErrorCode.BODY_TOO_LARGE: 413,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.URL_NOT_ALLOWED: 422,
     ErrorCode.FETCH_FAILED: 422,
     ErrorCode.FETCH_TIMEOUT: 422,

@@ -25,6 +25,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import janitor
+from app.bodies import BodyGuard
 from app.errors import ApiError, ErrorCode, redis_unavailable
 from app.routes import health, jobs, videos
 from app.services import Services
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(BodyGuard, settings=settings)  # innermost: bodies are for routes
     app.add_middleware(jobs.PollFastPath)  # inside RequestIdMiddleware: polls get an id too
     app.add_middleware(RequestIdMiddleware)
     handlers: dict[Any, Any] = {

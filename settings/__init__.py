@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=2048.0, gt=0)
     default_segment_s: float = Field(default=5.0, gt=0)
     max_question_chars: int = Field(default=500, gt=0)
+    # A request body must keep arriving: no bytes for this long, or on average fewer than
+    # body_min_rate_bps after the first body_idle_s, is answered 408 (slow-client defence).
+    body_idle_s: float = Field(default=30.0, gt=0)
+    body_min_rate_bps: int = Field(default=16_384, ge=0)  # 0: no minimum
     # Back-pressure: queued jobs beyond this answer 429; POSTs per tenant per minute.
     max_queue_depth: int = Field(default=1000, gt=0)
     rate_limit_per_minute: int = Field(default=120, ge=0)  # 0: no limit

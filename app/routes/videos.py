@@ -17,6 +17,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
+from app.bodies import MAX_JSON_BODY
 from app.deps import AdmittedTenantDep, ReaderDep, ServicesDep, TenantDep, link_query
 from app.errors import ApiError, ErrorCode, error_responses
 from app.fetch import fetch_url
@@ -55,7 +56,6 @@ from workers.store import (
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
-MAX_JSON_BODY = 64 * 1024
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
 UPLOAD_ERRORS = (
     ErrorCode.UNAUTHORIZED,

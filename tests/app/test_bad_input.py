@@ -22,17 +22,23 @@ from tests.conftest import API_KEYS
 pytestmark = pytest.mark.slow
 
 SMALL_LIMIT_MB = 2
+IDLE_S = 2
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """An API with a 2 MB upload limit and a 5 s duration limit (no worker needed)."""
+    """An API with a 2 MB upload limit, a 5 s duration limit and bodies that must not stall
+    for 2 s (no worker needed)."""
     from tests.conftest import SERVICE_MODEL, Service
 
     service = Service(
         tmp_path_factory.mktemp("limited"),
         SERVICE_MODEL,
-        {"VIDCAP_MAX_UPLOAD_MB": str(SMALL_LIMIT_MB), "VIDCAP_MEDIA_MAX_DURATION_S": "5"},
+        {
+            "VIDCAP_MAX_UPLOAD_MB": str(SMALL_LIMIT_MB),
+            "VIDCAP_MEDIA_MAX_DURATION_S": "5",
+            "VIDCAP_BODY_IDLE_S": str(IDLE_S),
+        },
     )
     try:
         yield service.start(workers=0)
@@ -227,6 +233,95 @@ def test_a_client_that_drops_mid_upload_is_one_info_line_and_leaves_nothing(
     assert len(lines) == 1 and " INFO " in lines[0] and "went away" in lines[0], lines
     assert log.read_text(errors="replace").count("Traceback") == tracebacks
     assert leftovers(limited) == {"files": [], "keys": []}
+
+
+def raw(
+    service: Any,
+    head: str,
+    body: bytes = b"",
+    drip: bytes = b"",
+    every_s: float = 0.3,
+    limit_s: float = 15,
+) -> tuple[int, dict[str, Any], float]:
+    """Sends a request head and the start of its body over a plain socket, then ``drip`` a
+    byte at a time (or nothing), until the server answers. Returns the status, the JSON body
+    and the seconds the answer took after the last full write."""
+    with socket.create_connection(("127.0.0.1", service.port)) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        began = time.monotonic()
+        sock.settimeout(every_s)
+        reply, left = b"", iter(drip)
+        while time.monotonic() - began < limit_s:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                byte = next(left, None)
+                if byte is not None:
+                    sock.sendall(bytes([byte]))
+                continue
+            if not chunk:
+                break
+            reply += chunk
+            if b"\r\n\r\n" in reply and reply.rstrip().endswith(b"}"):
+                break
+    took = time.monotonic() - began
+    status = int(reply.split(b" ", 2)[1])
+    payload = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    return status, payload, took
+
+
+def _head(method: str, path: str, length: int, kind: str, key: str | None = "alice") -> str:
+    auth = f"Authorization: Bearer {API_KEYS[key]}\n" if key else ""
+    return (
+        f"{method} {path} HTTP/1.1\nHost: test\n{auth}Content-Type: {kind}\n"
+        f"Content-Length: {length}\n"
+    )
+
+
+def test_a_body_without_a_key_is_refused_before_it_is_read(limited: Any) -> None:
+    # 300 MB promised, 64 KiB sent: the answer must not wait for the rest (it used to read
+    # it all into memory first, then answer 401).
+    head = _head("POST", "/v1/videos/vid_x/questions", 300_000_000, "application/json", None)
+    status, body, _ = raw(limited, head, b"{" + b" " * 65536)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+def test_a_json_body_over_its_limit_is_413_at_once_or_as_it_streams(limited: Any) -> None:
+    head = _head("POST", "/v1/videos/vid_x/questions", 10_737_418_240, "application/json")
+    status, body, _ = raw(limited, head)  # 10 GB promised, nothing sent
+    assert status == 413 and body["error"]["code"] == "body_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: stopped once it passes 64 KiB
+        yield b'{"question": "'
+        for _ in range(100):
+            yield b"x" * 4096
+
+    with limited.client() as client:
+        streamed = client.post(
+            "/v1/videos/vid_x/questions",
+            content=chunks(),
+            headers={"Content-Type": "application/json"},
+        )
+    assert_error(streamed, 413, "body_too_large")
+
+
+def test_a_stalled_or_crawling_body_is_408_and_leaves_nothing(limited: Any) -> None:
+    question = _head("POST", "/v1/videos/vid_x/questions", 100, "application/json")
+    status, body, took = raw(limited, question, b'{"question"')  # then nothing
+    assert status == 408 and body["error"]["code"] == "request_timeout"
+    assert took < IDLE_S + 5
+    boundary = "b0undary"
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    upload = _head("POST", "/v1/videos", 1_000_000, f"multipart/form-data; boundary={boundary}")
+    stalled = raw(limited, upload, part + bytes(200_000))
+    crawling = raw(limited, upload, part + bytes(1000), drip=bytes(200))  # ~3 bytes a second
+    for status, body, _ in (stalled, crawling):
+        assert status == 408 and body["error"]["code"] == "request_timeout", body
+    assert "slowly" in crawling[1]["error"]["message"]
+    assert leftovers(limited) == {"files": [], "keys": []}  # the partial uploads are gone
 
 
 def test_bad_option_is_refused(limited: Any, make_video: Any) -> None:
