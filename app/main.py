@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.connect(settings)
+        services.events.start()
         (settings.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
         app.state.services = services
         app.state.tenants = settings.tenants()

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry as SyncRetry
 from rq import Queue
 
+from app.events import EventHub
 from settings import Settings
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
@@ -28,6 +29,9 @@ from workers.store import RUNNING_KEY, WORKER_PREFIX, Store, answering
 log = logging.getLogger(__name__)
 
 REAP_EVERY_S = 5.0
+# The asyncio client's connections per API process, and how long a request waits for one.
+REDIS_CONNECTIONS = 200
+REDIS_POOL_WAIT_S = 2.0
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Services:
     store: Store  # synchronous, text replies
     queue: Queue  # synchronous, bytes replies (RQ needs them)
     metrics: Metrics
+    events: EventHub  # job change messages, one pub/sub connection for the process
 
     @classmethod
     def connect(cls, settings: Settings) -> Services:
@@ -51,9 +56,20 @@ class Services:
         url = settings.redis_url
         # A stalled Redis fails a request's command within about 2 s (503 redis_unavailable).
         text = redis.Redis.from_url(url, decode_responses=True, **answering(SyncRetry))
+        # A burst of requests waits briefly for a pooled connection rather than failing when
+        # all are in use (redis-py's default pool raises at once).
+        pool = aredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_S,
+            decode_responses=True,
+            **answering(AsyncRetry),
+        )
+        client = aredis.Redis(connection_pool=pool)
         return cls(
             settings=settings,
-            redis=aredis.Redis.from_url(url, decode_responses=True, **answering(AsyncRetry)),
+            redis=client,
+            events=EventHub(client),
             store=Store(text, settings.retention_s),
             queue=rq_queue(redis.Redis.from_url(url, **answering(SyncRetry)), settings),
             metrics=Metrics(text),
@@ -84,6 +100,7 @@ class Services:
 
     async def close(self) -> None:
         """Closes every connection."""
+        await self.events.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         self.store.redis.close()

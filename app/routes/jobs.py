@@ -25,7 +25,6 @@ from workers.store import (
     JobState,
     Stale,
     cancel_key,
-    events_channel,
     job_key,
 )
 
@@ -126,10 +125,9 @@ async def changes(
     Yields None every KEEPALIVE_S without a change (for SSE keep-alives).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    pubsub = services.redis.pubsub()
-    try:
-        # Subscribe before reading, so a change between the two is not missed.
-        await pubsub.subscribe(events_channel(job_id))
+    # Listen before reading, so a change between the two is not missed. (The process's one
+    # pub/sub connection carries it: a waiting stream holds no Redis connection.)
+    async with services.events.listen(job_id) as messages:
         record = await load_job(services, tenant, job_id)
         yield record
         quiet = 0.0
@@ -137,8 +135,9 @@ async def changes(
             left = RECHECK_S if deadline is None else min(RECHECK_S, deadline - time.monotonic())
             if left <= 0:
                 return
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            if message is None:
+            try:
+                data = await asyncio.wait_for(messages.get(), left)
+            except TimeoutError:
                 fresh = await load_job(services, tenant, job_id)
                 quiet += left
                 if fresh != record:
@@ -148,13 +147,11 @@ async def changes(
                     quiet = 0.0
                     yield None
                 continue
-            update = json.loads(message["data"])
+            update = json.loads(data)
             if update.get("version", 0) <= record.get("version", 0):
                 continue  # published before the record we already have
             record, quiet = update, 0.0
             yield record
-    finally:
-        await pubsub.aclose()
 
 
 @router.get(
