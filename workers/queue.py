@@ -25,6 +25,7 @@ from workers.store import (
     Store,
     alive_key,
     job_key,
+    missing_key,
     new_id,
     now,
     questions_key,
@@ -147,9 +148,19 @@ def reap(store: Store, queue: Queue, settings: Settings) -> list[str]:
         Ids of the jobs handled.
     """
     handled: list[str] = []
+    beat_s = settings.worker_lost_after_s / 3  # a working worker renews its key this often
+    seconds, micros = cast(tuple[int, int], store.redis.time())
+    clock = seconds + micros / 1e6
     for job_id in cast(set[str], store.redis.smembers(RUNNING_KEY)):
         if store.redis.exists(alive_key(job_id)):
+            store.redis.delete(missing_key(job_id))
             continue
+        # Lost only when found missing twice, a heartbeat apart: after a Redis freeze every
+        # alive key expires at once, and a worker that is fine renews its key within a beat.
+        first = store.redis.set(missing_key(job_id), clock, nx=True, ex=math.ceil(6 * beat_s))
+        if first or clock - float(store.redis.get(missing_key(job_id)) or clock) < beat_s:
+            continue
+        store.redis.delete(missing_key(job_id))
         if not store.redis.srem(RUNNING_KEY, job_id):
             continue  # another reaper claimed it
         record = store.job(job_id)

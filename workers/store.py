@@ -112,6 +112,11 @@ def alive_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:alive"
 
 
+def missing_key(job_id: str) -> str:
+    """Key holding when a reaper first found the job's alive key gone (Redis server time)."""
+    return f"{PREFIX}job:{job_id}:missing"
+
+
 def cancel_key(job_id: str) -> str:
     """Key set when a client asks to cancel the job."""
     return f"{PREFIX}job:{job_id}:cancel"

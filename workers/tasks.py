@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
@@ -33,6 +34,7 @@ from workers.store import (
     alive_key,
     cancel_key,
     job_key,
+    missing_key,
     now,
 )
 
@@ -238,7 +240,7 @@ class Attempt:
 
         def release(pipe: Any, record: dict[str, Any]) -> None:
             pipe.srem(RUNNING_KEY, self.job_id)
-            pipe.delete(alive_key(self.job_id), cancel_key(self.job_id))
+            pipe.delete(alive_key(self.job_id), cancel_key(self.job_id), missing_key(self.job_id))
 
         self.record = self.store.update(job_key(self.job_id), change, also=release)
         metrics = runtime.metrics()
@@ -293,16 +295,33 @@ class Attempt:
             self._heartbeat.join(timeout=5)
 
 
-def timed_out(error: BaseException) -> bool:
-    """Whether RQ's job timeout caused ``error``, even when a library caught it and raised its
-    own (RapidOCR's ONNX engine turns any exception into an ONNXRuntimeError)."""
+def caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether an exception of ``kind`` caused ``error``, even when a library caught it and
+    raised its own (RapidOCR's ONNX engine turns any exception into an ONNXRuntimeError)."""
     seen: BaseException | None = error
     for _ in range(20):  # a chain of causes is short; never loop on a cycle
         if seen is None:
             return False
-        if isinstance(seen, JobTimeoutException):
+        if isinstance(seen, kind):
             return True
         seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether RQ's job timeout caused ``error`` (see :func:`caused_by`)."""
+    return caused_by(error, JobTimeoutException)
+
+
+def _wait_for_redis(store: Store, limit_s: float) -> bool:
+    """Waits until Redis answers (True) or ``limit_s`` passes (False: the reaper of whichever
+    process sees Redis first retries the job)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(RedisError):
+            store.redis.ping()
+            return True
+        time.sleep(0.5)
     return False
 
 
@@ -342,6 +361,14 @@ def attempt(job_id: str) -> Iterator[Attempt | None]:
         with contextlib.suppress(Stale):
             current.finish(JobState.FAILED, timings=current.timings, error=e.to_dict())
     except Exception as e:
+        if caused_by(e, RedisError) and not timed_out(e):
+            # Redis went away for longer than the client rides out (a restart that loads a
+            # big file): the job did nothing wrong. Once Redis answers it goes back on the
+            # queue (unless a reaper did that already); it is never failed for this.
+            log.warning("job %s: Redis lost mid-job (%s); requeued once it is back", job_id, e)
+            if _wait_for_redis(current.store, runtime.settings().worker_lost_after_s * 4):
+                current.requeue()
+            return
         if timed_out(e):
             error = {
                 "code": "job_timeout",

@@ -122,3 +122,38 @@ def test_a_second_sigterm_puts_the_job_back_at_once(make_service: Any, make_vide
         service.start_worker()
         job = finished(client, job_id)
     assert job["state"] == "succeeded"
+
+
+def test_redis_down_longer_than_the_client_waits_mid_job_requeues_it(
+    make_service: Any, make_video: Any
+) -> None:
+    # A graceful restart that takes seconds (a big file to load): the running job's writes
+    # fail after the client's retries. It used to end `failed` with `model_error`.
+    service = make_service(workers=1, env={"VIDCAP_WORKER_LOST_AFTER_S": str(LOST_AFTER_S)})
+    with service.client() as client:
+        job_id = long_job(client, make_video)
+        running_worker_pid(service, job_id)
+        time.sleep(2)  # well into the job
+        service.redis.stop()
+        time.sleep(5)
+        service.redis.start()
+        job = finished(client, job_id, timeout=240)
+    assert job["state"] == "succeeded", (job, service.logs())
+    assert job["error"] is None
+
+
+def test_a_redis_freeze_does_not_make_a_working_worker_lost(
+    make_service: Any, make_video: Any
+) -> None:
+    # SIGSTOP longer than the heartbeat lease: every alive key expires the moment Redis runs
+    # again. The worker is fine and renews its key; its job must not be run a second time.
+    service = make_service(workers=1, env={"VIDCAP_WORKER_LOST_AFTER_S": str(LOST_AFTER_S)})
+    with service.client() as client:
+        job_id = long_job(client, make_video)
+        running_worker_pid(service, job_id)
+        os.kill(service.redis.pid, signal.SIGSTOP)
+        time.sleep(3 * LOST_AFTER_S)
+        os.kill(service.redis.pid, signal.SIGCONT)
+        job = finished(client, job_id, timeout=240)
+    assert job["state"] == "succeeded", (job, service.logs())
+    assert job["attempts"] == 1, service.logs()

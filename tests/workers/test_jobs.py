@@ -139,3 +139,30 @@ def test_everything_a_video_leaves_goes_when_its_retention_ends(
         assert time.monotonic() < deadline, remains
         time.sleep(1)
     db.close()
+
+
+def test_a_job_is_lost_only_when_its_heartbeat_is_missing_twice_a_beat_apart(
+    redis_server: Any,
+) -> None:
+    from rq import Queue
+
+    from settings import Settings
+    from workers.queue import reap
+    from workers.store import RUNNING_KEY, alive_key, job_key
+
+    settings = Settings(worker_lost_after_s=3, max_attempts=2)  # a beat every second
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    store = Store(client, 600)
+    queue = Queue("vidcap-test", connection=redis.Redis.from_url(redis_server.url))
+    for job_id in ("job_lost", "job_back"):
+        record = {"id": job_id, "kind": "caption", "state": "running", "attempts": 2}
+        store.put(job_key(job_id), record)
+        client.sadd(RUNNING_KEY, job_id)
+    assert reap(store, queue, settings) == []  # first seen missing: not yet
+    client.set(alive_key("job_back"), "rq-id", ex=3)  # its worker renews its key
+    assert reap(store, queue, settings) == []  # a beat has not passed
+    time.sleep(1.2)
+    assert reap(store, queue, settings) == ["job_lost"]  # missing twice, a beat apart
+    assert store.job("job_lost")["state"] == "failed"  # its last attempt: worker_lost
+    assert store.job("job_back")["state"] == "running"
+    assert client.sismember(RUNNING_KEY, "job_back")
