@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import janitor
 from app.bodies import BodyGuard
+from app.connections import QuietAcceptErrors
 from app.errors import ApiError, ErrorCode, redis_unavailable
 from app.routes import health, jobs, videos
 from app.services import Services
@@ -192,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_exception_handler(QuietAcceptErrors())
         services = Services.connect(settings)
         services.events.start()
         (settings.data_dir / "uploads").mkdir(parents=True, exist_ok=True)

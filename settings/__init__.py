@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # body_min_rate_bps after the first body_idle_s, is answered 408 (slow-client defence).
     body_idle_s: float = Field(default=30.0, gt=0)
     body_min_rate_bps: int = Field(default=16_384, ge=0)  # 0: no minimum
+    # A connection must send a whole request head this soon after opening (or after its last
+    # response); past max_connections, new connections are closed at once (app/connections).
+    head_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=10_000, gt=0)
     # Back-pressure: queued jobs beyond this answer 429; POSTs per tenant per minute.
     max_queue_depth: int = Field(default=1000, gt=0)
     rate_limit_per_minute: int = Field(default=120, ge=0)  # 0: no limit

@@ -59,13 +59,16 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Runs the API with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
 
+    from app.connections import protocol_class, raise_file_limit
     from app.main import create_app
 
     check_serve(settings, host)
+    raise_file_limit()  # idle clients must not run the API out of descriptors
     config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
+        http=protocol_class(settings.head_timeout_s, settings.max_connections),
         proxy_headers=True,
         timeout_graceful_shutdown=10,
         log_config=None,  # keep our logging format
