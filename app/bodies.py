@@ -13,7 +13,9 @@ For every request with a body, in this order:
    (``POST /v1/videos``, multipart) may be ``max_upload_mb`` plus the form's overhead, every
    other body 64 KiB (``body_too_large``). A JSON body is read here, up to its limit, and
    handed on whole; an upload streams on to its handler (which stops it at ``max_upload_mb``).
-3. **The pace.** No bytes for ``body_idle_s``, or on average fewer than ``body_min_rate_bps``
+3. **One tenant's share.** At most ``max_uploads_per_tenant`` uploads of one tenant stream in
+   at once (per API process); one more is 429 ``rate_limited``, other tenants are unaffected.
+4. **The pace.** No bytes for ``body_idle_s``, or on average fewer than ``body_min_rate_bps``
    once ``body_idle_s`` has passed, is answered 408 ``request_timeout``; an upload's partial
    file is removed by its handler as for any other failure.
 """
@@ -24,6 +26,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -77,16 +80,18 @@ class BodyGuard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.uploading: Counter[str] = Counter()  # uploads streaming in now, per tenant
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        tenant = None
         try:
             if scope["path"].startswith("/v1/"):
                 authorization = headers.get(b"authorization", b"").decode("latin-1")
-                tenant_of(authorization, scope["app"].state.tenants)
+                tenant = tenant_of(authorization, scope["app"].state.tenants)
             kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             upload = (
                 scope["method"] == "POST"
@@ -99,8 +104,8 @@ class BodyGuard:
                 raise too_large(self.settings.max_upload_bytes) if upload else _json_too_large()
             pace = _Pace(receive, self.settings)
             if upload:
-                await self.app(scope, pace, send)  # streams on; errors from `pace` reach
-                return  # the handler, which answers them and removes its partial file
+                await self._upload(scope, pace, send, tenant or "")
+                return
             body = await _whole(pace)
         except ApiError as error:
             await _answer(scope, send, error)
@@ -109,6 +114,24 @@ class BodyGuard:
             log.info("client went away mid-body: %s %s", scope["method"], scope["path"])
             return
         await self.app(scope, _replay(body, receive), send)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send, tenant: str) -> None:
+        """Streams an upload on to its handler (which answers errors from ``receive`` and
+        removes its partial file), at most ``max_uploads_per_tenant`` per tenant at once."""
+        limit = self.settings.max_uploads_per_tenant
+        if self.uploading[tenant] >= limit:
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"{limit} uploads of yours are arriving already; send this one when one ends",
+                headers={"Retry-After": "5"},
+            )
+        self.uploading[tenant] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.uploading[tenant] -= 1
+            if not self.uploading[tenant]:
+                del self.uploading[tenant]
 
 
 def _json_too_large() -> ApiError:

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # A connection must send a whole request head this soon after opening (or after its last
     # response); past max_connections, new connections are closed at once (app/connections).
     head_timeout_s: float = Field(default=10.0, gt=0)
+    # Uploads one tenant may stream to one API process at once (more: 429 rate_limited).
+    max_uploads_per_tenant: int = Field(default=4, gt=0)
     max_connections: int = Field(default=10_000, gt=0)
     # Back-pressure: queued jobs beyond this answer 429; POSTs per tenant per minute.
     max_queue_depth: int = Field(default=1000, gt=0)

@@ -324,6 +324,36 @@ def test_a_stalled_or_crawling_body_is_408_and_leaves_nothing(limited: Any) -> N
     assert leftovers(limited) == {"files": [], "keys": []}  # the partial uploads are gone
 
 
+def test_one_tenant_streams_at_most_four_uploads_at_once(limited: Any, make_video: Any) -> None:
+    boundary = "b0undary"
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    head = _head("POST", "/v1/videos", 1_000_000, f"multipart/form-data; boundary={boundary}")
+    arriving = []
+    for _ in range(4):  # four uploads of alice's, still arriving
+        sock = socket.create_connection(("127.0.0.1", limited.port))
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + part + bytes(1000))
+        arriving.append(sock)
+    try:
+        time.sleep(0.3)
+        fifth = post_file(limited, "five.mp4", make_video("h264_aac_mp4", duration=1))
+        bobs = post_file(limited, "bob.mp4", make_video("h264_aac_mp4", duration=1), headers={
+            "Authorization": f"Bearer {API_KEYS['bob']}"
+        })  # fmt: skip
+    finally:
+        for sock in arriving:
+            sock.close()
+    assert_error(fifth, 429, "rate_limited")
+    assert int(fifth.headers["retry-after"]) > 0
+    assert bobs.status_code == 202, bobs.text  # other tenants are not held up
+    with limited.client("bob") as client:
+        assert client.delete(f"/v1/videos/{bobs.json()['video']['id']}").status_code == 204
+    time.sleep(0.5)
+    assert leftovers(limited) == {"files": [], "keys": []}
+
+
 def test_bad_option_is_refused(limited: Any, make_video: Any) -> None:
     response = post_file(
         limited, "clip.mp4", make_video("h264_aac_mp4", duration=1), data={"segment_seconds": "0"}
