@@ -90,7 +90,8 @@ class CopyRules:
     def _quote_choices(self, src: _Source, run: list[int]) -> set[int]:
         """What may follow ``run`` inside a quote."""
         if not run:  # a quote opens on the first piece of a word, with something in it
-            return {t for t, at in src.positions.items() if not self.continuation[t]}
+            starts = {t for t in src.positions if not self.continuation[t]}
+            return starts or {self.quote_id}
         allowed: set[int] = set()
         k = len(run)
         for p in src.positions.get(run[-1], ()):
@@ -116,10 +117,12 @@ class CopyRules:
             if seq and seq[-1] not in src.doubled:
                 out[row, seq[-1]] = float("-inf")  # no word twice in a row
             quotes = [i for i, t in enumerate(seq) if t == self.quote_id]
+            if len(quotes) % 2 == 0 and not src.positions:
+                out[row, self.quote_id] = float("-inf")  # nothing was read that could be quoted
             if len(quotes) % 2 == 1:
                 allowed = self._quote_choices(src, seq[quotes[-1] + 1 :])
                 keep = torch.full_like(out[row], float("-inf"))
-                index = torch.tensor(sorted(allowed), device=out.device)
+                index = torch.tensor(sorted(allowed), dtype=torch.long, device=out.device)
                 keep[index] = out[row, index]
                 out[row] = keep
                 if not bool(torch.isfinite(out[row]).any()):

@@ -78,3 +78,9 @@ def test_when_every_continuation_is_forbidden_the_quote_closes() -> None:
     scores[0, GREA_SY] = float("-inf")  # e.g. the no-repeat-trigram rule took it
     out = r.apply(scores, torch.tensor([[START, QUOTE, DARK, SUIT, GREA]]))
     assert int(out.argmax()) == QUOTE and bool(torch.isfinite(out[0]).sum() == 1)
+
+
+def test_with_nothing_quotable_read_no_quote_opens() -> None:
+    r = rules([SAID, COLON])  # a label and no content (e.g. only tags were read)
+    assert QUOTE not in allowed(r, [A, VOICE])
+    assert allowed(r, [QUOTE]) == {QUOTE}  # (were one open, it could only close)
