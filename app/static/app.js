@@ -24,6 +24,10 @@
     missing_file: "No file was sent. Choose a video and try again.",
     empty_file: "This file is empty. Choose another one.",
     file_too_large: "This file is larger than the server accepts. Try a shorter or smaller video.",
+    body_too_large: "What was sent is larger than the server accepts for this request.",
+    request_timeout:
+      "The upload stalled or came in too slowly, so the server stopped waiting. Check your connection and try again.",
+    idempotency_key_reused: "This request repeats an earlier one's key with different content.",
     not_a_video: "This file is not a video. Choose a video file, such as an MP4, WebM or MOV.",
     no_video_stream: "This file has sound but no picture. Choose a file with video in it.",
     unsupported_container:
@@ -54,6 +58,7 @@
     queue_full: "The server has too many videos waiting right now.",
     rate_limited: "You are sending requests faster than the server allows.",
     redis_unavailable: "The server's job store is not reachable right now.",
+    store_full: "The server's job store is full right now; nothing was changed. Try again later.",
     not_ready: "No worker is running on the server to caption videos.",
     internal_error: "Something went wrong on the server.",
     worker_lost:
