@@ -108,7 +108,7 @@ class BodyGuard:
                 return
             body = await _whole(pace)
         except ApiError as error:
-            await _answer(scope, send, error)
+            await send_error(scope, send, error, close=True)
             return
         except ClientDisconnect:
             log.info("client went away mid-body: %s %s", scope["method"], scope["path"])
@@ -168,15 +168,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(scope: Scope, send: Send, error: ApiError) -> None:
-    """The error response, sent from here (the body was not, or not wholly, read)."""
+async def send_error(scope: Scope, send: Send, error: ApiError, *, close: bool = False) -> None:
+    """The error's JSON response, sent straight from an ASGI middleware; ``close``: the body
+    was not (wholly) read, so the connection is not kept."""
     request_id = scope.get("state", {}).get("request_id", "-")
     payload = json.dumps(error.body(request_id)).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
-        (b"connection", b"close"),  # what is left of the body is not read
     ]
+    if close:
+        headers.append((b"connection", b"close"))
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

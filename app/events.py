@@ -37,7 +37,6 @@ class EventHub:
         self.redis = redis
         self.waiters: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
 
     def start(self) -> None:
         """Starts listening (a task of the running loop)."""
@@ -73,13 +72,11 @@ class EventHub:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.psubscribe(PATTERN)
-                self.subscribed.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
                     if message is not None and message["type"] == "pmessage":
                         self._deliver(message["channel"], message["data"])
             except RedisError as e:  # Redis restarting: waiters re-read records meanwhile
-                self.subscribed.clear()
                 log.warning("event hub: %s; listening again in %.0f s", e, RECONNECT_S)
                 await asyncio.sleep(RECONNECT_S)
             finally:

@@ -15,6 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.bodies import send_error
 from app.deps import ServicesDep, TenantDep, tenant_of
 from app.errors import ApiError, ErrorCode, error_responses, redis_unavailable
 from app.schemas import JobPublic
@@ -78,23 +79,19 @@ class PollFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = None
-        status, headers = 200, [(b"content-type", b"application/json")]
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             match = POLL_PATH.fullmatch(scope["path"])
             if match is not None:
                 try:
                     body = await self._body(scope, match[1])
                 except RedisError:  # answered here: the route would wait for Redis again
-                    error = redis_unavailable()
-                    request_id = scope.get("state", {}).get("request_id", "-")
-                    body = json.dumps(error.body(request_id)).encode()
-                    status = error.status
-                    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+                    await send_error(scope, send, redis_unavailable())
+                    return
         if body is None:
             await self.app(scope, receive, send)
             return
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod

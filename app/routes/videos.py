@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -17,7 +18,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
-from app.bodies import MAX_JSON_BODY
 from app.deps import AdmittedTenantDep, ReaderDep, ServicesDep, TenantDep, link_query
 from app.errors import ApiError, ErrorCode, error_responses
 from app.fetch import fetch_url
@@ -184,11 +184,9 @@ async def _receive(request: Request, services: Services) -> tuple[Received, Vide
             received.path.unlink(missing_ok=True)
             raise
     if kind == "application/json":
-        body = bytearray()
+        body = bytearray()  # at most MAX_JSON_BODY: the body guard (app/bodies.py) saw to it
         async for chunk in request.stream():
             body += chunk
-            if len(body) > MAX_JSON_BODY:
-                raise ApiError(ErrorCode.VALIDATION_ERROR, "the JSON body is over 64 KiB")
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):  # nested too deep for the parser is not JSON to us
@@ -325,6 +323,18 @@ def _claim(
     return None
 
 
+def _idempotency(header: str | None, key_of: Callable[[str, str], str], tenant: str) -> str | None:
+    """The Redis key of a request's ``Idempotency-Key`` header (None without one)."""
+    if header is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(header):
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "Idempotency-Key: 1 to 200 printable ASCII characters without spaces",
+        )
+    return key_of(tenant, header)
+
+
 def _same_request(video: dict[str, Any], dedupe: str) -> None:
     """An Idempotency-Key seen before must come with the same request (the same bytes and
     options, which is what the dedupe key says), else 422 (IETF Idempotency-Key draft)."""
@@ -396,14 +406,7 @@ async def create_video(
     the video and the job that captions it. The same bytes with the same options, or a retry
     with the same `Idempotency-Key`, return the stored video and its job (200).
     """
-    idempotency = None
-    if idempotency_key_header is not None:
-        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key_header):
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                "Idempotency-Key: 1 to 200 printable ASCII characters without spaces",
-            )
-        idempotency = idempotency_key(tenant, idempotency_key_header)
+    idempotency = _idempotency(idempotency_key_header, idempotency_key, tenant)
     received, options = await _receive(request, services)
     try:
         if idempotency is not None:  # a retry: the same request gets the same answer
@@ -701,14 +704,7 @@ async def ask(
     limit = services.settings.max_question_chars
     if len(body.question) > limit:
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"question: at most {limit} characters")
-    idempotency = None
-    if idempotency_key_header is not None:
-        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key_header):
-            raise ApiError(
-                ErrorCode.VALIDATION_ERROR,
-                "Idempotency-Key: 1 to 200 printable ASCII characters without spaces",
-            )
-        idempotency = question_idempotency_key(tenant, idempotency_key_header)
+    idempotency = _idempotency(idempotency_key_header, question_idempotency_key, tenant)
     video = await load_video(services, tenant, video_id)
     await _ready(services, video)
     fingerprint = hashlib.sha256(f"{video['id']}\n{body.question}".encode()).hexdigest()

@@ -422,12 +422,13 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         if not self.config.copy or not self.config.copy_rules or flags is None:
             return None
         assert self._text is not None
-        vocab = self._text.tokenizer.get_vocab()
-        if '"' not in vocab or ":" not in vocab:
+        tokenizer = self._text.tokenizer  # (a lookup each, not the whole vocabulary per call)
+        quote, colon = tokenizer.convert_tokens_to_ids(['"', ":"])  # type: ignore[misc]
+        if tokenizer.unk_token_id in (quote, colon):
             return None
         return CopyRules(
             encoded.source_ids, encoded.copyable, encoded.units, flags,
-            quote_id=vocab['"'], label_end_id=vocab[":"],
+            quote_id=quote, label_end_id=colon,
             end_id=self.config.decoder_config.eos_token_id,
         )  # fmt: skip
 

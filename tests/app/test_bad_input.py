@@ -278,6 +278,17 @@ def _head(method: str, path: str, length: int, kind: str, key: str | None = "ali
     )
 
 
+def _upload_start() -> tuple[str, bytes]:
+    """The head of alice's upload promising 1 MB, and its body's start (the file part's)."""
+    boundary = "b0undary"
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    head = _head("POST", "/v1/videos", 1_000_000, f"multipart/form-data; boundary={boundary}")
+    return head, part
+
+
 def test_a_body_without_a_key_is_refused_before_it_is_read(limited: Any) -> None:
     # 300 MB promised, 64 KiB sent: the answer must not wait for the rest (it used to read
     # it all into memory first, then answer 401).
@@ -310,12 +321,7 @@ def test_a_stalled_or_crawling_body_is_408_and_leaves_nothing(limited: Any) -> N
     status, body, took = raw(limited, question, b'{"question"')  # then nothing
     assert status == 408 and body["error"]["code"] == "request_timeout"
     assert took < IDLE_S + 5
-    boundary = "b0undary"
-    part = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
-        "Content-Type: video/mp4\r\n\r\n"
-    ).encode()
-    upload = _head("POST", "/v1/videos", 1_000_000, f"multipart/form-data; boundary={boundary}")
+    upload, part = _upload_start()
     stalled = raw(limited, upload, part + bytes(200_000))
     crawling = raw(limited, upload, part + bytes(1000), drip=bytes(200))  # ~3 bytes a second
     for status, body, _ in (stalled, crawling):
@@ -325,12 +331,7 @@ def test_a_stalled_or_crawling_body_is_408_and_leaves_nothing(limited: Any) -> N
 
 
 def test_one_tenant_streams_at_most_four_uploads_at_once(limited: Any, make_video: Any) -> None:
-    boundary = "b0undary"
-    part = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
-        "Content-Type: video/mp4\r\n\r\n"
-    ).encode()
-    head = _head("POST", "/v1/videos", 1_000_000, f"multipart/form-data; boundary={boundary}")
+    head, part = _upload_start()
     arriving = []
     for _ in range(4):  # four uploads of alice's, still arriving
         sock = socket.create_connection(("127.0.0.1", limited.port))
