@@ -1,7 +1,5 @@
 """sample_frames(): the true frame at each instant, upright, at the size asked for."""
 
-from pathlib import Path
-
 import av
 import numpy as np
 import pytest
@@ -22,9 +20,6 @@ EXACT_KINDS = [
     "mpeg4_bframes_avi",
     "mjpeg_avi",
 ]
-REAL_AVI = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "clips" / "street_hug.avi"
-)
 
 
 def indices(images: np.ndarray) -> list[int]:
@@ -215,17 +210,17 @@ def test_a_truncated_avi_still_fails(make_video, tmp_path):
     assert err.value.code is MediaErrorCode.CORRUPT_MEDIA
 
 
-@pytest.mark.skipif(not REAL_AVI.is_file(), reason=f"real test data missing: {REAL_AVI}")
-def test_real_h264_avi_footage_gives_the_frames_a_plain_decode_gives():
+def test_real_h264_avi_footage_gives_the_frames_a_plain_decode_gives(real_data):
     # ../shared/data/real/clips/street_hug.avi: real footage, H.264 with B-frames in AVI.
-    with av.open(str(REAL_AVI)) as container:
+    real_avi = real_data / "clips" / "street_hug.avi"
+    with av.open(str(real_avi)) as container:
         stream = container.streams.video[0]
         rate, size = float(stream.average_rate), (stream.height // 4, stream.width // 4)
         plain = [
             f.to_ndarray(format="rgb24", width=size[1], height=size[0])
             for f in container.decode(video=0)
         ]
-    images, times = sample_frames(REAL_AVI, num_frames=10, size=size, fit="pad")
+    images, times = sample_frames(real_avi, num_frames=10, size=size, fit="pad")
     assert len(images) == 10
     for image, t in zip(images, times, strict=True):
         k = round(t * rate)  # times count from the first frame
