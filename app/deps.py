@@ -73,7 +73,8 @@ TenantDep = Annotated[str, Depends(get_tenant)]
 
 
 async def admit(services: ServicesDep, tenant: TenantDep) -> str:
-    """Back-pressure for requests that queue work: a full queue or a busy tenant gets 429.
+    """Back-pressure for requests that queue work: a tenant over its rate or its own queue
+    limit, or a full queue, gets 429.
 
     Returns:
         The tenant.
@@ -95,6 +96,15 @@ async def admit(services: ServicesDep, tenant: TenantDep) -> str:
                 f"try again in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
+    waiting = await services.tenant_waiting(tenant)
+    if waiting >= settings.max_queued_per_tenant:
+        services.metrics.request_rejected(ErrorCode.TENANT_QUEUE_FULL)
+        raise ApiError(
+            ErrorCode.TENANT_QUEUE_FULL,
+            f"you have {waiting} jobs waiting, the most one tenant may queue; send more as "
+            "they start",
+            headers={"Retry-After": "30"},
+        )
     depth = await services.queue_depth()
     if depth >= settings.max_queue_depth:
         services.metrics.request_rejected(ErrorCode.QUEUE_FULL)

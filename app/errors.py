@@ -48,7 +48,8 @@ class ErrorCode(StrEnum):
     TRACK_NOT_FOUND = "track_not_found"  # a caption track the video does not have
     JOB_FINISHED = "job_finished"  # cancel of a job that already ended
     # capacity
-    QUEUE_FULL = "queue_full"
+    QUEUE_FULL = "queue_full"  # the server's queue is full
+    TENANT_QUEUE_FULL = "tenant_queue_full"  # this tenant's own waiting jobs are at its limit
     RATE_LIMITED = "rate_limited"
     REDIS_UNAVAILABLE = "redis_unavailable"
     STORE_FULL = "store_full"  # Redis reached its memory limit: nothing new can be stored
@@ -85,6 +86,7 @@ STATUS: dict[str, int] = {
     ErrorCode.VIDEO_FAILED: 409,
     ErrorCode.JOB_FINISHED: 409,
     ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.TENANT_QUEUE_FULL: 429,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.REDIS_UNAVAILABLE: 503,
     ErrorCode.STORE_FULL: 507,

@@ -18,10 +18,10 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry as SyncRetry
-from rq import Queue
 
 from app.events import EventHub
 from settings import Settings
+from workers.fair import DEPTH_LUA, FairQueue, waiting_key
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
 from workers.store import RUNNING_KEY, WORKER_PREFIX, Store, answering
@@ -41,7 +41,7 @@ class Services:
     settings: Settings
     redis: aredis.Redis  # text replies
     store: Store  # synchronous, text replies
-    queue: Queue  # synchronous, bytes replies (RQ needs them)
+    queue: FairQueue  # synchronous, bytes replies (RQ needs them)
     metrics: Metrics
     events: EventHub  # job change messages, one pub/sub connection for the process
 
@@ -76,8 +76,12 @@ class Services:
         )
 
     async def queue_depth(self) -> int:
-        """Jobs waiting on the queue."""
-        return int(await self.redis.llen(self.queue.key))
+        """Jobs waiting on the queue, all tenants together."""
+        return int(await self.redis.eval(DEPTH_LUA, 0, self.queue.prefix))
+
+    async def tenant_waiting(self, tenant: str) -> int:
+        """Jobs of ``tenant`` waiting on the queue."""
+        return int(await self.redis.llen(waiting_key(self.queue.name, tenant)))
 
     async def running(self) -> int:
         """Jobs a worker has started and not finished."""

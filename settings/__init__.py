@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=10_000, gt=0)
     # Back-pressure: queued jobs beyond this answer 429; POSTs per tenant per minute.
     max_queue_depth: int = Field(default=1000, gt=0)
+    # One tenant's waiting jobs beyond this answer 429 tenant_queue_full; jobs of one tenant
+    # running at once (0: no cap). Workers take jobs round robin across tenants either way.
+    max_queued_per_tenant: int = Field(default=100, gt=0)
+    max_running_per_tenant: int = Field(default=0, ge=0)
     rate_limit_per_minute: int = Field(default=120, ge=0)  # 0: no limit
     # Server-side fetch of {"url": ...} uploads.
     fetch_timeout_s: float = Field(default=30.0, gt=0)

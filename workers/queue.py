@@ -1,5 +1,8 @@
 """The queue: creating jobs, handing them to RQ, retrying lost ones, and back-pressure.
 
+Jobs wait per tenant and workers take them round robin (workers/fair.py), so one tenant's
+backlog never stalls another tenant's job for longer than one job per worker.
+
 Jobs cross Redis as a dotted path and our job id, with RQ's JSON serializer: the API never
 imports torch, and nothing pickled is ever loaded from Redis. Each attempt of a job is its own
 RQ job (``{job id}-a{attempt}``), so a worker that was declared lost and then wakes up cannot
@@ -13,10 +16,9 @@ import math
 from typing import Any, cast
 
 import redis
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 from settings import Settings
+from workers.fair import FairQueue, fair_queue
 from workers.metrics import Metrics
 from workers.store import (
     RUNNING_KEY,
@@ -41,9 +43,16 @@ TASKS = {
 RQ_RESULT_TTL_S = 3600
 
 
-def rq_queue(connection: redis.Redis, settings: Settings) -> Queue:
-    """The RQ queue jobs go to (``connection`` must return bytes: RQ needs them)."""
-    return Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+def rq_queue(connection: redis.Redis, settings: Settings) -> FairQueue:
+    """The queue jobs go to: RQ's, with jobs waiting per tenant and taken round robin
+    (``connection`` must return bytes: RQ needs them)."""
+    return fair_queue(
+        connection,
+        settings.queue_name,
+        lease_s=settings.worker_lost_after_s,
+        max_running_per_tenant=settings.max_running_per_tenant,
+        keep_s=settings.retention_s,
+    )
 
 
 def job_timeout_s(settings: Settings, duration_s: float) -> int:
@@ -56,9 +65,12 @@ def rq_job_id(job_id: str, attempt: int) -> str:
     return f"{job_id}-a{attempt}"
 
 
-def submit(queue: Queue, record: dict[str, Any], settings: Settings) -> None:
-    """Puts an attempt of a job (already stored as ``queued``) on the RQ queue."""
-    queue.enqueue_call(
+def submit(queue: FairQueue, record: dict[str, Any], settings: Settings) -> None:
+    """Puts an attempt of a job (already stored as ``queued``) on its tenant's waiting list;
+    a retry goes first, as it has waited its turn already."""
+    queue.enqueue_tenant_job(
+        record["tenant"],
+        at_front=record["attempts"] > 1,
         func=TASKS[record["kind"]],
         args=(record["id"],),
         job_id=rq_job_id(record["id"], record["attempts"]),
@@ -70,9 +82,22 @@ def submit(queue: Queue, record: dict[str, Any], settings: Settings) -> None:
     )
 
 
+def adopt_plain_jobs(store: Store, queue: FairQueue) -> int:
+    """Puts jobs an older vidcap left on RQ's one list onto their tenants' lists (at start)."""
+
+    def tenant_of(rq_id: str) -> str | None:
+        record = store.job(rq_id.rsplit("-a", 1)[0])
+        return None if record is None else str(record["tenant"])
+
+    moved = queue.adopt(tenant_of)
+    if moved:
+        log.info("moved %d waiting job(s) from RQ's list to the per-tenant lists", moved)
+    return moved
+
+
 def create_job(
     store: Store,
-    queue: Queue,
+    queue: FairQueue,
     settings: Settings,
     *,
     kind: str,
@@ -138,7 +163,7 @@ def fail(store: Store, job_id: str, code: str, message: str) -> dict[str, Any] |
         return None
 
 
-def reap(store: Store, queue: Queue, settings: Settings) -> list[str]:
+def reap(store: Store, queue: FairQueue, settings: Settings) -> list[str]:
     """Finds jobs whose worker died (no heartbeat) and retries or fails them.
 
     Any number of processes may run this at once: a job is claimed by removing it from the
@@ -183,7 +208,7 @@ def reap(store: Store, queue: Queue, settings: Settings) -> list[str]:
     return handled
 
 
-def retry(store: Store, queue: Queue, settings: Settings, job_id: str, attempt: int) -> None:
+def retry(store: Store, queue: FairQueue, settings: Settings, job_id: str, attempt: int) -> None:
     """Queues the next attempt of a running job whose attempt ``attempt`` was lost."""
 
     def change(record: dict[str, Any]) -> dict[str, Any]:

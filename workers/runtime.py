@@ -26,13 +26,12 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from settings import Settings
+from workers.fair import FairQueue
 from workers.metrics import Metrics
-from workers.queue import reap, rq_queue
+from workers.queue import adopt_plain_jobs, reap, rq_queue
 from workers.store import WORKER_PREFIX, Store, reconnecting
 
 if TYPE_CHECKING:
-    from rq import Queue
-
     from models.captioner.grounded_pipeline import GroundedPipeline
     from models.captioner.pipeline import CaptionPipeline
     from models.perception.runner import Perceiver
@@ -57,8 +56,8 @@ def store() -> Store:
     return _state["store"]
 
 
-def queue() -> Queue:
-    """The RQ queue."""
+def queue() -> FairQueue:
+    """The queue (RQ's, fair across tenants)."""
     return _state["queue"]
 
 
@@ -188,6 +187,7 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
         store().redis.set(key, presence, ex=PRESENCE_TTL_S)
 
     announce()
+    adopt_plain_jobs(store(), queue())
     threads = [
         _every(PRESENCE_EVERY_S, stop, announce, "presence"),
         _every(REAP_EVERY_S, stop, lambda: reap(store(), queue(), settings()), "reaper"),
@@ -197,6 +197,7 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
         name=name,
         connection=connection,
         serializer=JSONSerializer,
+        queue_class=FairQueue,
         worker_ttl=30,
         maintenance_interval=10,
     )

@@ -76,10 +76,11 @@ class Attempt:
         rq_id: The RQ job id of this attempt (the record must name the same attempt).
     """
 
-    def __init__(self, store: Store, job_id: str, rq_id: str) -> None:
+    def __init__(self, store: Store, job_id: str, rq_id: str, tenant: str | None = None) -> None:
         self.store = store
         self.job_id = job_id
         self.rq_id = rq_id
+        self.tenant = tenant  # whose running slot this attempt holds (workers/fair.py)
         self.record: dict[str, Any] = {}
         self.windows = 1
         self.windows_done = 0
@@ -141,6 +142,8 @@ class Attempt:
         while not self._stop.wait(lease / 3):
             try:
                 self.store.redis.set(alive_key(self.job_id), self.rq_id, ex=math.ceil(lease))
+                if self.tenant is not None:
+                    runtime.queue().renew(self.tenant, self.rq_id)
             except Exception as e:  # a missed beat is retried; never kill the job
                 log.warning("job %s: heartbeat failed: %s", self.job_id, e)
 
@@ -289,10 +292,14 @@ class Attempt:
         return timings
 
     def stop(self) -> None:
-        """Stops the heartbeat."""
+        """Stops the heartbeat and frees the tenant's running slot (best effort: a slot that
+        is not freed lapses with its lease)."""
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
+        if self.tenant is not None:
+            with contextlib.suppress(Exception):
+                runtime.queue().release(self.tenant, self.rq_id)
 
 
 def caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -335,15 +342,21 @@ def attempt(job_id: str) -> Iterator[Attempt | None]:
     """
     rq_job = get_current_job()
     rq_id = rq_job.id if rq_job is not None else rq_job_id(job_id, 1)
-    current = Attempt(runtime.store(), job_id, rq_id)
+    tenant = rq_job.meta.get("tenant") if rq_job is not None else None
+    if rq_job is not None and tenant is None:  # queued before jobs named their tenant
+        record = runtime.store().job(job_id)
+        tenant = record["tenant"] if record is not None else None
+    current = Attempt(runtime.store(), job_id, rq_id, tenant)
     try:
         current.start()
     except Stale as e:
         log.info("job %s: nothing to do (%s)", job_id, e)
+        current.stop()
         yield None
         return
     except Canceled:
         log.info("job %s: canceled before it started", job_id)
+        current.stop()
         yield None
         return
     try:

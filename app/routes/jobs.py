@@ -231,7 +231,7 @@ def _cancel(services: Services, record: dict[str, Any]) -> dict[str, Any]:
     except Stale as e:
         raise ApiError(ErrorCode.JOB_FINISHED, f"the job already ended ({e})") from None
     if updated["state"] == JobState.CANCELED:
-        services.queue.remove(rq_job_id(updated["id"], updated["attempts"]))
+        services.queue.withdraw(updated["tenant"], rq_job_id(updated["id"], updated["attempts"]))
         services.metrics.job_finished(updated["kind"], JobState.CANCELED, None, "canceled")
     return updated
 

@@ -478,7 +478,7 @@ def _delete(services: Services, video: dict[str, Any]) -> None:
                 # It stops at its next stage and, finding no record, writes nothing.
                 pipe.set(cancel_key(job["id"]), 1, ex=job["timeout_s"] + 60)
             elif job is not None and job["state"] == JobState.QUEUED:
-                services.queue.remove(rq_job_id(job["id"], job["attempts"]))
+                services.queue.withdraw(job["tenant"], rq_job_id(job["id"], job["attempts"]), pipe)
             pipe.delete(job_key(str(job_id)))
         pipe.delete(video_key(video["id"]), questions_key(video["id"]))
         pipe.zrem(videos_key(video["tenant"]), video["id"])

@@ -56,6 +56,8 @@
     video_failed: "This video could not be captioned, so there is nothing to ask about.",
     job_finished: "That job had already finished.",
     queue_full: "The server has too many videos waiting right now.",
+    tenant_queue_full:
+      "You have as many videos and questions waiting as this server allows; more can be sent as they finish.",
     rate_limited: "You are sending requests faster than the server allows.",
     redis_unavailable: "The server's job store is not reachable right now.",
     store_full: "The server's job store is full right now; nothing was changed. Try again later.",
@@ -69,7 +71,13 @@
       "The captioning model failed on this video. This is a bug on the server; please report it.",
     canceled: "Captioning was canceled.",
   };
-  const TRY_LATER = new Set(["queue_full", "rate_limited", "redis_unavailable", "not_ready"]);
+  const TRY_LATER = new Set([
+    "queue_full",
+    "tenant_queue_full",
+    "rate_limited",
+    "redis_unavailable",
+    "not_ready",
+  ]);
 
   const STAGES = {
     probing: "Checking the file",
