@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -60,6 +60,10 @@ class Scan:
         key_pts: Sorted presentation timestamps of the keyframes.
         duration_s: First frame's start to last frame's end, seconds.
         data_end_s: Latest packet end over all streams, seconds on the file's clock.
+        packed: MPEG-4 Part 2 with DivX-style packed B-frames (the decoder's stamps after a
+            seek are off: a keyframe's slot comes from the scan instead).
+        key_chunks: For packed keyframes, the stamp of the chunk that holds each one (it
+            comes before the keyframe's own slot).
     """
 
     codec: str
@@ -68,6 +72,8 @@ class Scan:
     key_pts: np.ndarray
     duration_s: float
     data_end_s: float
+    packed: bool = False
+    key_chunks: dict[int, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -219,6 +225,20 @@ def _check_duration(seconds: float, limits: MediaLimits) -> None:
         )
 
 
+_VOP_START = b"\x00\x00\x01\xb6"
+_B_VOP = 2  # vop_coding_type of a B-VOP (MPEG-4 Part 2)
+
+
+def _vops(data: bytes) -> list[int]:
+    """The coding types (0 I, 1 P, 2 B, 3 S) of the VOPs in an MPEG-4 Part 2 packet."""
+    types = []
+    at = data.find(_VOP_START)
+    while 0 <= at < len(data) - 4:
+        types.append(data[at + 4] >> 6)
+        at = data.find(_VOP_START, at + 4)
+    return types
+
+
 def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
     """Demux every packet once (no decoding): frame times, keyframes, true duration.
 
@@ -233,6 +253,10 @@ def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
     keys: list[int] = []
     last_duration = 0
     data_end = 0.0
+    mpeg4 = stream.codec_context.name == "mpeg4"
+    packed = False
+    moving: int | None = None  # the chunk of a packed keyframe whose slot is still to come
+    key_chunks: dict[int, int] = {}
     with _decoding("reading the file"):
         for packet in container.demux():
             ts = packet.pts if packet.pts is not None else packet.dts
@@ -244,7 +268,19 @@ def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
             if packet.stream.index != stream.index:
                 continue
             pts.append(ts)
-            if packet.is_keyframe:
+            key = bool(packet.is_keyframe)
+            if mpeg4 and (key or moving is not None):
+                # DivX/XviD "packed B-frames": a keyframe's chunk also carries the B-VOP shown
+                # before it; the keyframe itself is shown at the slot of the first chunk after
+                # it that is not a B-VOP (the placeholder, a not-coded VOP).
+                vops = _vops(bytes(packet))
+                if moving is not None and vops[:1] != [_B_VOP]:
+                    keys.append(ts)
+                    key_chunks[ts] = moving
+                    moving = None
+                if key and len(vops) >= 2:
+                    packed, moving, key = True, ts, False
+            if key:
                 keys.append(ts)
             last_duration = packet.duration or 0
             if len(pts) > max_packets:
@@ -278,7 +314,7 @@ def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
                 f"the file is truncated: its header says {header_s:.2f} s "
                 f"but its data ends at {held:.2f} s",
             )
-    return Scan(codec_name(stream), tb, all_pts, key_pts, duration_s, data_end)
+    return Scan(codec_name(stream), tb, all_pts, key_pts, duration_s, data_end, packed, key_chunks)
 
 
 def _is_variable(pts: np.ndarray) -> bool:
@@ -420,14 +456,19 @@ def restamp_table(container: Any, found: Scan) -> np.ndarray | None:
 
 
 def _decode_from(
-    container: Any, stream: Any, seek_pts: int, restamp: np.ndarray | None = None
+    container: Any,
+    stream: Any,
+    seek_pts: int,
+    restamp: np.ndarray | None = None,
+    packed: bool = False,
 ) -> Iterator[Any]:
     """Frames in presentation order, starting at the keyframe at or before ``seek_pts``.
 
     ``restamp`` (:func:`restamp_table`): the decoder puts frames out in presentation order
     but with the container's decode-order stamps; the n-th frame after the keyframe gets the
-    n-th stamp from the keyframe's own (a keyframe's stamp is the same in both orders). A
-    truncated file still ends early: its missing frames are never put out.
+    n-th stamp from the keyframe's own (a keyframe's stamp is the same in both orders; with
+    ``packed`` B-frames the decoder's is off, and the keyframe's is ``seek_pts``, found by
+    the scan). A truncated file still ends early: its missing frames are never put out.
     """
     container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
     at: int | None = None  # index in ``restamp`` of the next frame put out
@@ -438,7 +479,7 @@ def _decode_from(
                     yield frame
                 continue
             if at is None:
-                anchor = frame.pts if frame.pts is not None else seek_pts
+                anchor = frame.pts if frame.pts is not None and not packed else seek_pts
                 at = int(np.searchsorted(restamp, anchor))
             if at >= len(restamp):
                 return
@@ -467,7 +508,8 @@ def _exact(
         for attempt in range(max(key_index, 0) + 1):
             key = int(info.key_pts[max(key_index - attempt, 0)])
             if frames is None or attempt > 0 or (last_pts is not None and key > last_pts):
-                frames, shown, ahead = _decode_from(container, stream, key, restamp), None, None
+                frames = _decode_from(container, stream, key, restamp, info.packed)
+                shown, ahead = None, None
             with _decoding("decoding video"):
                 while True:
                     frame = ahead if ahead is not None else next(frames, None)
@@ -495,20 +537,28 @@ def _exact(
 
 
 def _keyframes(
-    container: Any, stream: Any, keys: np.ndarray, convert: _Converter
+    container: Any,
+    stream: Any,
+    keys: np.ndarray,
+    convert: _Converter,
+    chunks: dict[int, int] | None = None,
 ) -> dict[int, np.ndarray]:
-    """Decode only the given keyframes (pts from the scan): one seek and one packet each."""
+    """Decode only the given keyframes (pts from the scan): one seek and one packet each.
+
+    ``chunks``: the stamp of the chunk holding a keyframe, where it is not the keyframe's own
+    (packed B-frames, :class:`Scan`)."""
     out: dict[int, np.ndarray] = {}
     codec = stream.codec_context
     for key in keys:
         key = int(key)
-        container.seek(key, stream=stream, backward=True, any_frame=False)
+        floor = (chunks or {}).get(key, key)
+        container.seek(floor, stream=stream, backward=True, any_frame=False)
         frame = None
         with _decoding("decoding a keyframe"):
             for packet in container.demux(stream):
                 if packet.size == 0 or not packet.is_keyframe:
                     continue
-                if packet.pts is not None and packet.pts < key:
+                if packet.pts is not None and packet.pts < floor:
                     continue  # an earlier keyframe than asked for (sparse index)
                 decoded = codec.decode(packet) or codec.decode(None)
                 frame = decoded[0] if decoded else None
@@ -539,6 +589,18 @@ def check_count(request: FrameRequest, duration_s: float, limits: MediaLimits) -
     return times
 
 
+def _prime(container: Any, stream: Any) -> None:
+    """Lets the decoder read the stream's first chunk, where DivX and XviD say that B-frames
+    are packed; a decoder that starts at a later keyframe never learns it and drops every
+    B-frame that shares a chunk."""
+    container.seek(0, stream=stream, backward=True, any_frame=False)
+    with _decoding("reading the first frame"):
+        for packet in container.demux(stream):
+            if packet.size:
+                stream.codec_context.decode(packet)
+                break
+
+
 def sample_scanned(
     path: str, request: FrameRequest, limits: MediaLimits, found: Scan
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -549,13 +611,17 @@ def sample_scanned(
     with open_input(path, limits) as container:
         stream = video_stream(container)
         _configure_decoder(stream)
+        if found.packed:
+            _prime(container, stream)
         convert = _Converter(request, stream)
         by_pts: dict[int, np.ndarray] = {}
         exact = np.ones(len(times), dtype=bool)
         if request.mode is SampleMode.FAST:
             nearest, close = keyframes_in_reach(found.seconds(found.key_pts), times, request.start)
             keys = found.key_pts[nearest]
-            by_pts.update(_keyframes(container, stream, np.unique(keys[close]), convert))
+            by_pts.update(
+                _keyframes(container, stream, np.unique(keys[close]), convert, found.key_chunks)
+            )
             wanted = np.where(close, keys, wanted)
             exact = ~close
         if exact.any():

@@ -47,6 +47,9 @@ class VideoSpec:
         vfr: Variable frame rate: frame durations alternate between 1x and 3x ``1/fps``.
         faststart: Put the index at the front (mp4/mov only).
         bframes: Let the encoder use B-frames (reordered frames) where it can.
+        packed_b_frames: Store MPEG-4 Part 2 B-frames as DivX and XviD do in AVI ("packed
+            bitstream": a reference frame and the B-frame shown before it in one chunk, then
+            a not-coded placeholder VOP), tagged XVID. Video only.
         max_b_frames: B-frames in a row, for encoders that use none unless told (``mpeg4``).
         pix_fmt: Pixel format encoded (``yuvj420p`` for ``mjpeg``).
         background: RGB colour of the picture around the barcode.
@@ -67,6 +70,7 @@ class VideoSpec:
     faststart: bool = False
     bframes: bool = True
     max_b_frames: int | None = None
+    packed_b_frames: bool = False
     pix_fmt: str = "yuv420p"
     background: tuple[int, int, int] = (96, 96, 96)
 
@@ -90,6 +94,11 @@ PRESETS: dict[str, tuple[str, VideoSpec]] = {
     "mjpeg_avi": (
         ".avi",
         VideoSpec(video_codec="mjpeg", audio_codec="pcm_s16le", pix_fmt="yuvj420p"),
+    ),
+    # XviD as UCF101 and HMDB51 ship it: packed B-frames, N-VOP placeholders.
+    "xvid_packed_avi": (
+        ".avi",
+        VideoSpec(video_codec="mpeg4", audio_codec=None, max_b_frames=2, packed_b_frames=True),
     ),
 }
 
@@ -173,6 +182,16 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
     """
     spec = spec or VideoSpec()
     path = Path(path)
+    if spec.packed_b_frames:
+        if spec.video_codec != "mpeg4" or spec.audio_codec is not None:
+            raise ValueError("packed B-frames: MPEG-4 Part 2 (mpeg4) video only, no audio")
+        plain = write_video(
+            path.with_name(path.stem + "-unpacked.avi"), replace(spec, packed_b_frames=False)
+        )
+        try:
+            return pack_b_frames(plain, path)
+        finally:
+            plain.unlink()
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per file otherwise
     options = {"movflags": "faststart"} if spec.faststart else {}
     with av.open(str(path), "w", options=options) as container:
@@ -214,6 +233,112 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
             _write_audio(container, audio, samples, written, len(samples), spec)
             container.mux(audio.encode(None))
     return path
+
+
+_VOP = b"\x00\x00\x01\xb6"
+_B_VOP = 2
+
+
+class _BitReader:
+    """Reads an MPEG-4 Part 2 header's bits, most significant first."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def read(self, count: int) -> int:
+        value = 0
+        for _ in range(count):
+            bit = (self.data[self.at >> 3] >> (7 - (self.at & 7))) & 1
+            value, self.at = (value << 1) | bit, self.at + 1
+        return value
+
+
+def _time_increment_bits(headers: bytes) -> int:
+    """Bits of vop_time_increment, from the video object layer header (ISO 14496-2 6.2.3)."""
+    start = next(
+        i for i in range(len(headers) - 3)
+        if headers[i:i + 3] == b"\x00\x00\x01" and 0x20 <= headers[i + 3] <= 0x2F
+    )  # fmt: skip
+    bits = _BitReader(headers[start + 4 :])
+    bits.read(9)  # random_accessible_vol, video_object_type_indication
+    verid = 1
+    if bits.read(1):  # is_object_layer_identifier
+        verid = bits.read(4)
+        bits.read(3)
+    if bits.read(4) == 0xF:  # aspect_ratio_info: extended PAR
+        bits.read(16)
+    if bits.read(1):  # vol_control_parameters
+        bits.read(3)  # chroma_format, low_delay
+        if bits.read(1):  # vbv_parameters
+            bits.read(79)
+    if bits.read(2) == 3 and verid != 1:  # video_object_layer_shape: grayscale
+        bits.read(4)
+    bits.read(1)  # marker
+    resolution = bits.read(16)
+    return max(1, (resolution - 1).bit_length())
+
+
+def _vop_type(packet: bytes) -> int:
+    at = packet.find(_VOP)
+    return packet[at + 4] >> 6
+
+
+def _not_coded_vop(reference: bytes, increment_bits: int) -> bytes:
+    """A not-coded P-VOP (N-VOP) at the time of the reference VOP in ``reference``."""
+    bits = _BitReader(reference[reference.find(_VOP) + 4 :])
+    bits.read(2)  # vop_coding_type
+    while bits.read(1):  # modulo_time_base: whole seconds since the last reference
+        pass
+    bits.read(1)  # marker
+    increment = bits.read(increment_bits)
+    # P, no new second, marker, the same time increment, marker, vop_coded = 0
+    code = "01" + "0" + "1" + format(increment, f"0{increment_bits}b") + "1" + "0"
+    code += "0" + "1" * (-(len(code) + 1) % 8)  # stuffing to the next byte
+    return _VOP + int(code, 2).to_bytes(len(code) // 8, "big")
+
+
+def pack_b_frames(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Rewrites an MPEG-4 Part 2 AVI with B-frames the way DivX 5 and XviD store them.
+
+    Each reference VOP goes in one chunk with the first B-VOP after it (in decode order), the
+    other B-VOPs follow one per chunk, and a not-coded VOP fills the reference's own slot, so
+    that every chunk is one frame slot. A "DivX503b1393p" user data tells decoders so.
+
+    Returns:
+        ``dst``.
+    """
+    with av.open(str(src)) as source:
+        stream = source.streams.video[0]
+        packets = [(bytes(p), bool(p.is_keyframe)) for p in source.demux(stream) if p.size]
+        first, key = packets[0]
+        increment_bits = _time_increment_bits(first)
+        at = first.find(_VOP)
+        chunks = [(first[:at] + b"\x00\x00\x01\xb2DivX503b1393p" + first[at:], key)]
+        i = 1
+        while i < len(packets):
+            reference, key = packets[i]
+            j = i + 1
+            while j < len(packets) and _vop_type(packets[j][0]) == _B_VOP:
+                j += 1
+            b_vops = [data for data, _ in packets[i + 1 : j]]
+            if b_vops:
+                chunks.append((reference + b_vops[0], key))
+                chunks += [(data, False) for data in b_vops[1:]]
+                chunks.append((_not_coded_vop(reference, increment_bits), False))
+            else:
+                chunks.append((reference, key))
+            i = j
+        with av.open(str(dst), "w", format="avi") as out:
+            target = out.add_stream_from_template(stream)
+            target.codec_tag = "XVID"
+            time_base = stream.time_base or Fraction(1, 30)
+            for slot, (data, key) in enumerate(chunks):
+                packet = av.Packet(data)
+                packet.stream, packet.time_base = target, time_base
+                packet.pts = packet.dts = slot
+                packet.is_keyframe = key
+                out.mux(packet)
+    return Path(dst)
 
 
 def _stored_picture(index: int, spec: VideoSpec) -> np.ndarray:

@@ -19,6 +19,7 @@ EXACT_KINDS = [
     "h264_bframes_avi",
     "mpeg4_bframes_avi",
     "mjpeg_avi",
+    "xvid_packed_avi",
 ]
 
 
@@ -200,6 +201,27 @@ def test_avi_with_b_frames_is_sampled_in_presentation_order(make_video):
     expected = shown_at(np.arange(120) / 30.0, (np.arange(30) + 0.5) * 4.0 / 30)
     assert indices(images) == expected.tolist()
     assert np.allclose(times, expected / 30.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_xvid_packed_b_frames_are_sampled_where_they_are_shown(make_video, mode):
+    # DivX/XviD AVIs (UCF101, HMDB51) store a reference frame and the B-frame shown before
+    # it in one chunk, then a not-coded placeholder. Sampling a late span only: the decoder
+    # starts at a later keyframe, never having read the first chunk that says "packed".
+    path = make_video("xvid_packed_avi", duration=4.0, gop=9)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.codec_tag == "XVID"
+        chunks = [bytes(p) for p in container.demux(video=0) if p.size]
+    assert b"DivX503b1393p" in chunks[0]
+    assert any(c.count(b"\x00\x00\x01\xb6") == 2 for c in chunks), "no packed chunk"
+    assert len(chunks) == 120  # one chunk per frame slot
+    images, times = sample_frames(
+        path, num_frames=10, size=(120, 160), start=2.0, end=4.0, mode=mode
+    )
+    assert indices(images) == np.round(times * 30).astype(int).tolist()
+    if mode == "exact":
+        expected = shown_at(np.arange(120) / 30.0, 2.0 + (np.arange(10) + 0.5) * 0.2)
+        assert indices(images) == expected.tolist()
 
 
 def test_a_truncated_avi_still_fails(make_video, tmp_path):
