@@ -111,6 +111,17 @@ def start(
 class VidcapWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in this process) with the JSON serializer."""
 
+    def subscribe(self) -> None:
+        # RQ's command listener (a thread) looks at its stop flag once a minute when idle, and
+        # redis-py waits for it at shutdown: a stopping worker sat up to 60 s after its last
+        # job. Listening in one-second turns, it exits within a second.
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         # RQ ignores a second signal within 1 s of the first (its worker pool sends one of its
         # own); vidcap runs no pool, so a second SIGTERM or Ctrl-C always means now.
