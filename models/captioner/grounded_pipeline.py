@@ -29,6 +29,7 @@ from models.captioner.answers import NO_ANSWER, Answer, Evidence
 from models.captioner.grounding import (
     DESCRIBE,
     DESCRIBE_PART,
+    LANGUAGE_NAMES,
     Packed,
     Piece,
     PieceCache,
@@ -50,15 +51,21 @@ CONTEXT_VERSION = 1
 CONTEXT_NAME = "context.npz"  # what the model reads about a video, cached beside it
 
 
+# Language names as the uncased vocabulary writes them, to be capitalised outside quotes.
+_LANGUAGE = re.compile(r"\b(" + "|".join(sorted(set(LANGUAGE_NAMES.values()))) + r")\b")
+
+
 def tidy(text: str) -> str:
     """Word pieces decoded back to prose: no space before punctuation or inside quotes or
-    hyphenated words, and a name the decoder wrote twice in one list ("a dog and a dog")
-    once."""
+    hyphenated words, a name the decoder wrote twice in one list ("a dog and a dog") once,
+    and language names capitalised (the vocabulary is uncased; quotes stay as they were)."""
     text = re.sub(r"\s+([;,.:?!])", r"\1", text)
     text = re.sub(r'"\s*([^"]*?)\s*"', r'"\1"', text)
     text = re.sub(r"(\w) - (\w)", r"\1-\2", text)
     text = re.sub(r"\b((?:a|an) [\w ]+?) and \1\b", r"\1", text)
-    return re.sub(r"\s+", " ", text).strip()
+    parts = text.split('"')
+    parts[::2] = [_LANGUAGE.sub(lambda m: m.group(1).capitalize(), part) for part in parts[::2]]
+    return re.sub(r"\s+", " ", '"'.join(parts)).strip()
 
 
 def is_grounded(model_dir: str | os.PathLike[str]) -> bool:

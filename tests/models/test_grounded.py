@@ -271,6 +271,8 @@ def test_decoded_text_reads_as_prose() -> None:
     decoded = 'a dog and a dog can be seen ; the words " beware of the dog " appear ; music - like'
     assert tidy(decoded) == 'a dog can be seen; the words "beware of the dog" appear; music-like'
     assert tidy("a dog and a cat can be seen .") == "a dog and a cat can be seen."
+    said = 'a voice says in russian : " видняга " ; the words " english breakfast " appear .'
+    assert tidy(said) == 'a voice says in Russian: "видняга"; the words "english breakfast" appear.'
 
 
 def test_a_restricted_vocabulary_survives_saving_and_loading(
