@@ -14,13 +14,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry as SyncRetry
 
 from app.events import EventHub
 from settings import Settings
+from workers.connect import async_redis, sync_redis
 from workers.fair import DEPTH_LUA, FairQueue, waiting_key
 from workers.metrics import Metrics
 from workers.queue import reap, rq_queue
@@ -47,31 +47,28 @@ class Services:
 
     @classmethod
     def connect(cls, settings: Settings) -> Services:
-        """Clients of the Redis at ``settings.redis_url`` (nothing is sent yet)."""
-        if settings.redis_url is None:
+        """Clients of the service's Redis (nothing is sent yet)."""
+        if not settings.redis_configured:
             raise ValueError(
                 "REDIS_URL is not set: `vidcap run` starts a Redis for you; "
-                "`vidcap serve` needs REDIS_URL=redis://host:port/0"
+                "`vidcap serve` needs REDIS_URL=redis://host:port/0 (or VIDCAP_REDIS_SENTINELS)"
             )
-        url = settings.redis_url
         # A stalled Redis fails a request's command within about 2 s (503 redis_unavailable).
-        text = redis.Redis.from_url(url, decode_responses=True, **answering(SyncRetry))
+        text = sync_redis(settings, decode=True, **answering(SyncRetry))
         # A burst of requests waits briefly for a pooled connection rather than failing when
         # all are in use (redis-py's default pool raises at once).
-        pool = aredis.BlockingConnectionPool.from_url(
-            url,
+        client = async_redis(
+            settings,
             max_connections=REDIS_CONNECTIONS,
-            timeout=REDIS_POOL_WAIT_S,
-            decode_responses=True,
+            pool_timeout=REDIS_POOL_WAIT_S,
             **answering(AsyncRetry),
         )
-        client = aredis.Redis(connection_pool=pool)
         return cls(
             settings=settings,
             redis=client,
             events=EventHub(client),
             store=Store(text, settings.retention_s),
-            queue=rq_queue(redis.Redis.from_url(url, **answering(SyncRetry)), settings),
+            queue=rq_queue(sync_redis(settings, decode=False, **answering(SyncRetry)), settings),
             metrics=Metrics(text),
         )
 

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("VIDCAP_REDIS_URL", "REDIS_URL")
     )
+    # Redis Sentinel instead of one Redis server: the sentinels' "host:port,host:port" and the
+    # name of the primary they watch. Clients then follow a failover by themselves; REDIS_URL,
+    # if set, only gives the database number and the password.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "vidcap"
     # Uploaded videos and their cached features (a volume shared by the API and the workers).
     data_dir: Path = Path("var")
     queue_name: str = "vidcap"
@@ -132,6 +137,29 @@ class Settings(BaseSettings):
                 f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sentinels_parse(self) -> Settings:
+        self.sentinel_addresses()  # fail at start-up, not at the first connection
+        return self
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels of VIDCAP_REDIS_SENTINELS as (host, port) pairs (empty: none)."""
+        found = []
+        for item in filter(None, (x.strip() for x in self.redis_sentinels.split(","))):
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"VIDCAP_REDIS_SENTINELS: {item!r} is not host:port "
+                    "(e.g. 10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379)"
+                )
+            found.append((host.strip("[]"), int(port)))
+        return found
+
+    @property
+    def redis_configured(self) -> bool:
+        """Whether a Redis is named (REDIS_URL or sentinels)."""
+        return self.redis_url is not None or bool(self.redis_sentinels.strip())
 
     @property
     def max_upload_bytes(self) -> int:

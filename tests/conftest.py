@@ -380,7 +380,8 @@ class Service:
 
     def start(self, workers: int = 1) -> Service:
         """Starts Redis, the API and ``workers`` workers; returns when the API answers."""
-        self.redis.start()
+        if not self.redis.running:  # a test may start it first (e.g. with replicas)
+            self.redis.start()
         self.api = self._spawn("serve", "--port", str(self.port), name="api")
         for _ in range(workers):
             self.start_worker()

@@ -33,3 +33,13 @@ def test_bad_values_fail_at_start_up_naming_the_setting(monkeypatch, name, value
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.removeprefix("VIDCAP_").lower()):
         Settings()
+
+
+def test_sentinels_are_read_as_addresses_and_a_bad_one_fails_at_start_up(monkeypatch):
+    monkeypatch.setenv("VIDCAP_REDIS_SENTINELS", "10.0.0.5:26379, [::1]:26380")
+    settings = Settings()
+    assert settings.sentinel_addresses() == [("10.0.0.5", 26379), ("::1", 26380)]
+    assert settings.redis_configured and settings.redis_url is None
+    monkeypatch.setenv("VIDCAP_REDIS_SENTINELS", "10.0.0.5")
+    with pytest.raises(ValidationError, match="not host:port"):
+        Settings()

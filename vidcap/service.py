@@ -157,12 +157,14 @@ def run(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     redis_server = None
-    if settings.redis_url is None:
+    if not settings.redis_configured:
         redis_server = RedisServer(data_dir / "redis")
         redis_server.start()
         settings = settings.model_copy(update={"redis_url": redis_server.url})
         log.info("embedded Redis on %s (data in %s)", redis_server.url, data_dir / "redis")
-    env = {**os.environ, "REDIS_URL": str(settings.redis_url), "VIDCAP_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "VIDCAP_DATA_DIR": str(data_dir)}
+    if settings.redis_url is not None:
+        env["REDIS_URL"] = settings.redis_url
     settings = settings.model_copy(update={"data_dir": data_dir})
     children = [
         Supervised(f"worker-{i + 1}", [sys.executable, "-m", "vidcap", "worker"], env)
@@ -199,7 +201,7 @@ def worker(settings: Settings, burst: bool = False) -> None:
     """A worker process: loads the model once, then works the queue."""
     from workers.runtime import run_worker
 
-    if settings.redis_url is None:
+    if not settings.redis_configured:
         raise SystemExit("REDIS_URL is not set: point the worker at the API's Redis")
     if not (Path(settings.model) / "config.json").is_file():
         raise SystemExit(f"no model at {settings.model} (set VIDCAP_MODEL to a model directory)")

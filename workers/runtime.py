@@ -26,6 +26,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from settings import Settings
+from workers.connect import sync_redis
 from workers.fair import FairQueue
 from workers.metrics import Metrics
 from workers.queue import adopt_plain_jobs, reap, rq_queue
@@ -81,12 +82,12 @@ def identity() -> dict[str, Any]:
     return {"name": _state.get("name"), "pid": os.getpid()}
 
 
-def redis_clients(url: str) -> tuple[redis.Redis, redis.Redis]:
-    """Two clients of one server: bytes (RQ needs them) and text (our records)."""
+def redis_clients(config: Settings) -> tuple[redis.Redis, redis.Redis]:
+    """Two clients of the service's Redis: bytes (RQ needs them) and text (our records)."""
     options: dict[str, Any] = {**reconnecting(), "socket_keepalive": True}
     return (
-        redis.Redis.from_url(url, **options),
-        redis.Redis.from_url(url, decode_responses=True, **options),
+        sync_redis(config, decode=False, **options),
+        sync_redis(config, decode=True, **options),
     )
 
 
@@ -94,9 +95,9 @@ def start(
     config: Settings, pipe: CaptionPipeline | GroundedPipeline, experts: Perceiver
 ) -> redis.Redis:
     """Sets up this process's state for the job functions; returns RQ's (bytes) client."""
-    if config.redis_url is None:
+    if not config.redis_configured:
         raise ValueError("REDIS_URL is not set: a worker needs the Redis the API uses")
-    raw, text = redis_clients(config.redis_url)
+    raw, text = redis_clients(config)
     _state.update(
         settings=config,
         store=Store(text, config.retention_s),
