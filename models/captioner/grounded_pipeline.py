@@ -38,6 +38,7 @@ from models.captioner.grounding import (
     frame_arrays,
     pack,
     read_evidence,
+    sentences,
 )
 from models.captioner.modeling_grounded import GroundedCaptionerModel
 from models.captioner.pipeline import Segment, StageTimer
@@ -164,7 +165,13 @@ class GroundedPipeline:
         pieces = context_pieces(
             found.duration_s,
             info.has_audio,
-            [(s.start, s.end, s.text, s.language) for s in found.transcript.segments],
+            [
+                sentence
+                for s in found.transcript.segments
+                for sentence in sentences(
+                    s.start, s.end, s.text, s.language, [(w.start, w.end, w.text) for w in s.words]
+                )
+            ],
             [(x.start, x.end, x.text) for x in found.text],
             (times, classes, scores),
         )

@@ -14,6 +14,8 @@ so is each frame (kind ``audio``: the soundtrack at that moment).
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +174,55 @@ def speech_piece(start: float, end: float, text: str, language: str | None) -> P
     return Piece(
         "speech", start, end, f"said in {language_name(language)}: {text.strip()}", text.strip()
     )
+
+
+# A sentence ends at . ! ? followed by a space and a capital (or a non-Latin letter), except
+# after a title or an initial ("Mr. John Dashwood", "J. R. R. Tolkien").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\sa-z0-9])")
+_NOT_AN_END = re.compile(r"(?:\b(?:mr|mrs|ms|dr|st|prof|sr|jr|vs|mt|no)|\b[a-z])\.$", re.I)
+
+
+def sentences(
+    start: float,
+    end: float,
+    text: str,
+    language: str | None,
+    words: Sequence[tuple[float, float, str]] = (),
+) -> list[tuple[float, float, str, str | None]]:
+    """A transcript segment cut into its sentences, each ``(start, end, text, language)``.
+
+    Whisper often joins several sentences in one segment (a long talk gives segments of
+    15 s); the model reads one sentence a piece, as in training, and a question's evidence
+    then points at the sentence. Times come from the word timings ``(start, end, text)``
+    where the words can be found in the text, else from the sentence's share of characters.
+    """
+    text = text.strip()
+    cuts = [0]
+    for found in _SENTENCE_END.finditer(text):
+        if not _NOT_AN_END.search(text[: found.start()]):
+            cuts.append(found.end())
+    if len(cuts) == 1:
+        return [(start, end, text, language)]
+    cuts.append(len(text) + 1)
+    at: list[tuple[int, float, float]] = []  # (character offset, start, end) of each word
+    cursor = 0
+    for w_start, w_end, word in words:
+        found_at = text.find(word.strip(), cursor)
+        if word.strip() and found_at >= 0:
+            at.append((found_at, w_start, w_end))
+            cursor = found_at + len(word.strip())
+    out = []
+    span = max(end - start, 0.0)
+    for a, b in itertools.pairwise(cuts):
+        part = text[a:b].strip()
+        inside = [(s, e) for offset, s, e in at if a <= offset < b]
+        if inside:
+            s0, s1 = inside[0][0], inside[-1][1]
+        else:
+            s0 = start + span * a / len(text)
+            s1 = start + span * min(b, len(text)) / len(text)
+        out.append((round(s0, 3), round(max(s1, s0), 3), part, language))
+    return out
 
 
 def text_piece(start: float, end: float, text: str) -> Piece:

@@ -296,3 +296,21 @@ def test_a_restricted_vocabulary_survives_saving_and_loading(
     labels = torch.tensor([[20, 30, 45, end]])  # writable, writable, copy only, the end
     out = again(labels=labels, **packed.inputs)
     torch.testing.assert_close(out.logits, model.eval()(labels=labels, **packed.inputs).logits)
+
+
+def test_a_transcript_segment_is_read_one_sentence_a_piece() -> None:
+    from models.captioner.grounding import sentences
+
+    words = [
+        (0.0, 0.4, " Mr."), (0.4, 0.9, " John"), (0.9, 1.6, " Dashwood"), (1.6, 2.0, " had"),
+        (2.0, 2.6, " leisure."), (3.1, 3.4, " It"), (3.4, 3.6, " was"), (3.6, 4.2, " late!"),
+    ]  # fmt: skip
+    text = "Mr. John Dashwood had leisure. It was late!"
+    assert sentences(0.0, 4.4, text, "en", words) == [
+        (0.0, 2.6, "Mr. John Dashwood had leisure.", "en"),  # a title is not an end
+        (3.1, 4.2, "It was late!", "en"),  # timed by its words
+    ]
+    # Without word timings: shares of the characters; one sentence stays whole.
+    (first, second) = sentences(10.0, 20.0, "One two three. Four five six.", "en")
+    assert first[:1] == (10.0,) and second[1] == 20.0 and first[1] == second[0]
+    assert sentences(0.0, 2.0, "just one sentence", None) == [(0.0, 2.0, "just one sentence", None)]
