@@ -6,7 +6,8 @@ needs espeak-ng, the Debian package the everyday world uses).
 Input, made once into bench/out: a "lecture" of sentences from the everyday world's English
 grammar spoken by espeak-ng back to back (0.4 s apart), over a still picture at 2 fps
 (320x180 H.264 + AAC, written with PyAV). Three planted sentences (a fifth, half and
-four fifths of the way in) each come with one of the grammar's own questions and answers.
+four fifths of the way in) each come with one of the grammar's own questions and answers; no
+other sentence holds all of a planted question's content words, so each has one answer.
 
 Each duration runs in a fresh process doing what a worker does: the perception experts
 (Whisper base, as the service runs it), the grounded captioner's context, the description,
@@ -56,8 +57,10 @@ def _planted(rng: random.Random) -> Any:
         sentence = english_sentence(rng)
         spans = render(sentence.tokens)[1]
         text = sentence.text
-        for question, roles, _ in sentence.qa:
-            if roles != ("*",) and all(r in spans for r in roles):
+        for question, roles, named in sentence.qa:
+            # A question that names something of its sentence ("Who lost the candle?"), not
+            # one that any sentence of its kind answers ("Which city is mentioned?").
+            if named and roles != ("*",) and all(r in spans for r in roles):
                 start = min(spans[r][0] for r in roles)
                 end = max(spans[r][1] for r in roles)
                 return text, question, text[start:end]

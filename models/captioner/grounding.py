@@ -15,6 +15,7 @@ so is each frame (kind ``audio``: the soundtrack at that moment).
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -320,21 +321,54 @@ class PieceCache:
         return F.normalize(states.float().mean(0), dim=-1)
 
 
+# Words that tell nothing about which piece a question is about.
+_QUESTION_WORDS = frozenset({
+    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "from", "with", "and", "or",
+    "is", "are", "was", "were", "be", "been", "do", "does", "did", "what", "who", "whom",
+    "whose", "which", "when", "where", "why", "how", "many", "much", "there", "this", "that",
+    "these", "those", "it", "its", "he", "she", "they", "them", "his", "her", "their", "said",
+    "says", "say", "speaker", "video", "shown", "seen",
+})  # fmt: skip
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower())) - _QUESTION_WORDS
+
+
+def word_overlap(question: str, texts: Sequence[str]) -> list[float]:
+    """How much of the question's rarer words each text holds, in [0, 1]: the IDF-weighted
+    share of the question's words (IDF over ``texts``). Sentence embeddings rank "Who bought
+    the soup?" close to every sentence where someone bought something; the one word "soup"
+    is what singles out the sentence in an hour of them."""
+    asked = _words(question)
+    held = [_words(t) & asked for t in texts]
+    if not asked or not texts:
+        return [0.0] * len(texts)
+    idf = {w: math.log(1 + len(texts) / (1 + sum(w in h for h in held))) for w in asked}
+    total = sum(idf.values())
+    return [sum(idf[w] for w in h) / total for h in held]
+
+
 def select_pieces(
     pieces: Sequence[Piece], question: str, cache: PieceCache, budget: int
 ) -> list[Piece]:
     """The pieces to read for a question, in time order, within ``budget`` word pieces.
 
-    When everything fits, everything is read. Otherwise the pieces most similar to the
-    question (text-encoder embeddings) are kept, with whole-video facts always first.
+    When everything fits, everything is read. Otherwise the pieces most like the question
+    are kept (text-encoder similarity plus :func:`word_overlap`), with whole-video facts
+    always first.
     """
     sizes = [len(ids) for ids, _ in cache.get([p.text for p in pieces])]
     if sum(sizes) <= budget:
         return list(pieces)
     query = cache.vector(question)
+    overlap = word_overlap(question, [p.snippet for p in pieces])
     ranked = sorted(
         range(len(pieces)),
-        key=lambda i: (pieces[i].kind != "audio", -float(cache.vector(pieces[i].text) @ query)),
+        key=lambda i: (
+            pieces[i].kind != "audio",
+            -(float(cache.vector(pieces[i].text) @ query) + overlap[i]),
+        ),
     )
     chosen, used = [], 0
     for i in ranked:

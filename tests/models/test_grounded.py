@@ -202,6 +202,18 @@ def test_retrieval_keeps_what_the_question_is_about(tiny_bert_dir: Path) -> None
     assert select_pieces(pieces, "what text appears on screen?", cache, 10_000) == pieces
 
 
+def test_retrieval_finds_the_one_sentence_among_many_alike(tiny_bert_dir: Path) -> None:
+    # An hour of talk: many sentences where someone bought something; one about soup.
+    cache = PieceCache(TextEncoder(str(tiny_bert_dir)))
+    names, things = ["anna", "tom", "maria", "leo"], ["bread", "tea", "rice", "milk", "cake"]
+    said = [f"{n} bought the {t} today." for n in names for t in things] * 10
+    said.insert(137, "sam bought the soup today.")
+    pieces = [Piece("speech", i, i + 1, f"said in english: {t}", t) for i, t in enumerate(said)]
+    budget = 4 * len(cache.get([pieces[0].text])[0][0])
+    chosen = select_pieces(pieces, "who bought the soup?", cache, budget)
+    assert "sam bought the soup today." in [p.snippet for p in chosen]
+
+
 def test_evidence_names_the_units_scored_highest(tiny_model: GroundedCaptionerModel) -> None:
     cache = PieceCache(tiny_model.text_encoder)
     packed = pack(
