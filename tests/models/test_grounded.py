@@ -18,6 +18,8 @@ from models.captioner.answers import NO_ANSWER, Answer
 from models.captioner.configuration_grounded import GroundedCaptionerConfig
 from models.captioner.grounded_pipeline import GroundedPipeline
 from models.captioner.grounding import (
+    DESCRIBE,
+    READ_AT_MOST,
     Piece,
     PieceCache,
     VideoContext,
@@ -212,6 +214,10 @@ def test_retrieval_finds_the_one_sentence_among_many_alike(tiny_bert_dir: Path) 
     budget = 4 * len(cache.get([pieces[0].text])[0][0])
     chosen = select_pieces(pieces, "who bought the soup?", cache, budget)
     assert "sam bought the soup today." in [p.snippet for p in chosen]
+    # A question reads only the few most like it (the model picks well among few); a
+    # description reads as many as fit.
+    assert len(chosen) == READ_AT_MOST
+    assert len(select_pieces(pieces, DESCRIBE, cache, budget)) == 4
 
 
 def test_evidence_names_the_units_scored_highest(tiny_model: GroundedCaptionerModel) -> None:
