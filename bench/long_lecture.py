@@ -26,14 +26,14 @@ import os
 import random
 import re
 import resource
-import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench import measure_in_fresh_process
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 JSON_PATH = OUT_DIR / "long_lecture.json"
@@ -200,13 +200,7 @@ def main() -> None:
     rows = {}
     for minutes in args.minutes:
         path, _ = make_input(minutes)
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.long_lecture", "--child", str(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        rows[minutes] = r = json.loads(done.stdout.strip().splitlines()[-1])
+        rows[minutes] = r = measure_in_fresh_process("bench.long_lecture", path)
         s = r["seconds"]
         print(
             f"{minutes:3d} min: perception {s['perception']:.0f} s, context {s['context']:.1f} s,"

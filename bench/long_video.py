@@ -19,10 +19,10 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from bench import measure_in_fresh_process
 from bench.decode import OUT_DIR, find_ffmpeg
 
 JSON_PATH = OUT_DIR / "long_video.json"
@@ -80,13 +80,7 @@ def main() -> None:
     rows = {}
     for minutes in args.minutes:
         path = make_input(ffmpeg, minutes)
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.long_video", "--child", str(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        rows[minutes] = json.loads(done.stdout.strip().splitlines()[-1])
+        rows[minutes] = measure_in_fresh_process("bench.long_video", path)
         r = rows[minutes]
         print(
             f"{minutes:3d} min: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_mb']:6.0f} MB"

@@ -8,7 +8,7 @@ a restart. (Redis Cluster is not an option: RQ's keys for one job live in severa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
@@ -37,22 +37,24 @@ def _missing() -> ValueError:
     )
 
 
+def _through_sentinel(settings: Settings, sentinel_class: Any, **options: Any) -> Any:
+    """A client of the primary the sentinels name (``sentinel_class``: redis-py's sync or
+    asyncio Sentinel), or None without sentinels."""
+    addresses = settings.sentinel_addresses()
+    if not addresses:
+        return None
+    timeouts = {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S}
+    sentinel = sentinel_class(addresses, sentinel_kwargs=timeouts)
+    return sentinel.master_for(
+        settings.redis_sentinel_master, **_server_options(settings), **options
+    )
+
+
 def sync_redis(settings: Settings, *, decode: bool, **options: Any) -> redis.Redis:
     """A client of the service's Redis (``decode``: text replies; RQ needs bytes)."""
-    if settings.sentinel_addresses():
-        sentinel = Sentinel(
-            settings.sentinel_addresses(),
-            sentinel_kwargs={
-                "socket_timeout": SENTINEL_TIMEOUT_S,
-                "socket_connect_timeout": SENTINEL_TIMEOUT_S,
-            },
-        )
-        return sentinel.master_for(
-            settings.redis_sentinel_master,
-            decode_responses=decode,
-            **_server_options(settings),
-            **options,
-        )
+    client = _through_sentinel(settings, Sentinel, decode_responses=decode, **options)
+    if client is not None:
+        return cast(redis.Redis, client)
     if settings.redis_url is None:
         raise _missing()
     return redis.Redis.from_url(settings.redis_url, decode_responses=decode, **options)
@@ -67,21 +69,15 @@ def async_redis(
     Sentinel the pool does not wait (redis-py has no blocking Sentinel pool) and a request
     past the bound fails at once, answered 503.
     """
-    if settings.sentinel_addresses():
-        sentinel = AsyncSentinel(
-            settings.sentinel_addresses(),
-            sentinel_kwargs={
-                "socket_timeout": SENTINEL_TIMEOUT_S,
-                "socket_connect_timeout": SENTINEL_TIMEOUT_S,
-            },
-        )
-        return sentinel.master_for(
-            settings.redis_sentinel_master,
-            max_connections=max_connections,
-            decode_responses=True,
-            **_server_options(settings),
-            **options,
-        )
+    client = _through_sentinel(
+        settings,
+        AsyncSentinel,
+        max_connections=max_connections,
+        decode_responses=True,
+        **options,
+    )
+    if client is not None:
+        return cast(aredis.Redis, client)
     if settings.redis_url is None:
         raise _missing()
     pool = aredis.BlockingConnectionPool.from_url(

@@ -255,14 +255,14 @@ class FairQueue(Queue):
 
     def waiting(self, tenant: str) -> int:
         """Jobs of ``tenant`` waiting."""
-        return int(cast(int, self.connection.llen(self.prefix + "waiting:" + tenant)))
+        return int(cast(int, self.connection.llen(waiting_key(self.name, tenant))))
 
     def running(self, tenant: str) -> int:
         """Jobs of ``tenant`` handed to a worker whose lease has not lapsed."""
         seconds, micros = cast(tuple[int, int], self.connection.time())
-        now_ms = seconds * 1000 + micros // 1000
+        now_us = seconds * 1_000_000 + micros  # leases end in Redis-clock microseconds
         key = self.prefix + "active:" + tenant
-        return int(cast(int, self.connection.zcount(key, f"({now_ms}", "+inf")))
+        return int(cast(int, self.connection.zcount(key, f"({now_us}", "+inf")))
 
     # --- taking jobs out --------------------------------------------------------------------
 

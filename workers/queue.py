@@ -65,6 +65,12 @@ def rq_job_id(job_id: str, attempt: int) -> str:
     return f"{job_id}-a{attempt}"
 
 
+def attempt_of(rq_id: str) -> tuple[str, int]:
+    """Our job id and the attempt number of an RQ job id (:func:`rq_job_id` undone)."""
+    job_id, _, attempt = rq_id.rpartition("-a")
+    return job_id, int(attempt)
+
+
 def submit(queue: FairQueue, record: dict[str, Any], settings: Settings) -> None:
     """Puts an attempt of a job (already stored as ``queued``) on its tenant's waiting list;
     a retry goes first, as it has waited its turn already."""
@@ -86,7 +92,7 @@ def adopt_plain_jobs(store: Store, queue: FairQueue) -> int:
     """Puts jobs an older vidcap left on RQ's one list onto their tenants' lists (at start)."""
 
     def tenant_of(rq_id: str) -> str | None:
-        record = store.job(rq_id.rsplit("-a", 1)[0])
+        record = store.job(attempt_of(rq_id)[0])
         return None if record is None else str(record["tenant"])
 
     moved = queue.adopt(tenant_of)

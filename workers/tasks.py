@@ -24,7 +24,7 @@ from models.media import MediaError
 from models.media.preview import PREVIEW_NAME, needs_preview, write_preview
 from models.perception.result import Perception
 from workers import runtime
-from workers.queue import retry, rq_job_id
+from workers.queue import attempt_of, retry, rq_job_id
 from workers.store import (
     RUNNING_KEY,
     JobState,
@@ -266,7 +266,7 @@ class Attempt:
 
         with contextlib.suppress(Exception):
             self.store.redis.srem(RUNNING_KEY, self.job_id)
-            attempt = int(self.rq_id.rsplit("-a", 1)[1])
+            attempt = attempt_of(self.rq_id)[1]
             retry(self.store, runtime.queue(), runtime.settings(), self.job_id, attempt)
             self.store.redis.delete(alive_key(self.job_id))
 

@@ -378,17 +378,17 @@ def select_pieces(
             -(float(cache.vector(pieces[i].text) @ query) + overlap[i]),
         ),
     )
-    said = 0  # what was said or written, read for a question: the few most like it
-    reading = question not in (DESCRIBE, DESCRIBE_PART)
-    chosen, used = [], 0
+    # A question reads only the few sayings (transcript sentences, screen texts) most like it.
+    capped = question not in (DESCRIBE, DESCRIBE_PART)
+    chosen, used, said = [], 0, 0
     for i in ranked:
-        if reading and pieces[i].kind in ("speech", "text"):
-            if said >= READ_AT_MOST:
-                continue
-            said += sizes[i] <= budget - used
+        saying = pieces[i].kind in ("speech", "text")
+        if capped and saying and said >= READ_AT_MOST:
+            continue
         if used + sizes[i] <= budget:
             chosen.append(i)
             used += sizes[i]
+            said += saying
     return [pieces[i] for i in sorted(chosen, key=lambda i: (pieces[i].start, i))]
 
 

@@ -60,10 +60,8 @@ class Scan:
         key_pts: Sorted presentation timestamps of the keyframes.
         duration_s: First frame's start to last frame's end, seconds.
         data_end_s: Latest packet end over all streams, seconds on the file's clock.
-        packed: MPEG-4 Part 2 with DivX-style packed B-frames (the decoder's stamps after a
-            seek are off: a keyframe's slot comes from the scan instead).
-        key_chunks: For packed keyframes, the stamp of the chunk that holds each one (it
-            comes before the keyframe's own slot).
+        key_chunks: For keyframes stored DivX-style ("packed B-frames", MPEG-4 Part 2), the
+            stamp of the chunk that holds each one (it comes before the keyframe's own slot).
     """
 
     codec: str
@@ -72,8 +70,13 @@ class Scan:
     key_pts: np.ndarray
     duration_s: float
     data_end_s: float
-    packed: bool = False
     key_chunks: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def packed(self) -> bool:
+        """Packed B-frames: the decoder's stamps after a seek are off, and a keyframe's slot
+        comes from the scan instead."""
+        return bool(self.key_chunks)
 
     @property
     def fps(self) -> float:
@@ -225,17 +228,17 @@ def _check_duration(seconds: float, limits: MediaLimits) -> None:
         )
 
 
-_VOP_START = b"\x00\x00\x01\xb6"
-_B_VOP = 2  # vop_coding_type of a B-VOP (MPEG-4 Part 2)
+VOP_START = b"\x00\x00\x01\xb6"  # MPEG-4 Part 2: a video object plane (a frame) begins
+B_VOP = 2  # vop_coding_type of a B-VOP
 
 
-def _vops(data: bytes) -> list[int]:
+def vop_types(data: bytes) -> list[int]:
     """The coding types (0 I, 1 P, 2 B, 3 S) of the VOPs in an MPEG-4 Part 2 packet."""
     types = []
-    at = data.find(_VOP_START)
+    at = data.find(VOP_START)
     while 0 <= at < len(data) - 4:
         types.append(data[at + 4] >> 6)
-        at = data.find(_VOP_START, at + 4)
+        at = data.find(VOP_START, at + 4)
     return types
 
 
@@ -254,7 +257,6 @@ def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
     last_duration = 0
     data_end = 0.0
     mpeg4 = stream.codec_context.name == "mpeg4"
-    packed = False
     moving: int | None = None  # the chunk of a packed keyframe whose slot is still to come
     key_chunks: dict[int, int] = {}
     with _decoding("reading the file"):
@@ -273,13 +275,13 @@ def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
                 # DivX/XviD "packed B-frames": a keyframe's chunk also carries the B-VOP shown
                 # before it; the keyframe itself is shown at the slot of the first chunk after
                 # it that is not a B-VOP (the placeholder, a not-coded VOP).
-                vops = _vops(bytes(packet))
-                if moving is not None and vops[:1] != [_B_VOP]:
+                vops = vop_types(bytes(packet))
+                if moving is not None and vops[:1] != [B_VOP]:
                     keys.append(ts)
                     key_chunks[ts] = moving
                     moving = None
                 if key and len(vops) >= 2:
-                    packed, moving, key = True, ts, False
+                    moving, key = ts, False
             if key:
                 keys.append(ts)
             last_duration = packet.duration or 0
@@ -314,7 +316,7 @@ def scan(container: Any, stream: Any, limits: MediaLimits) -> Scan:
                 f"the file is truncated: its header says {header_s:.2f} s "
                 f"but its data ends at {held:.2f} s",
             )
-    return Scan(codec_name(stream), tb, all_pts, key_pts, duration_s, data_end, packed, key_chunks)
+    return Scan(codec_name(stream), tb, all_pts, key_pts, duration_s, data_end, key_chunks)
 
 
 def _is_variable(pts: np.ndarray) -> bool:

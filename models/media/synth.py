@@ -21,6 +21,8 @@ import av.container
 import av.video.stream
 import numpy as np
 
+from models.media._pyav import B_VOP, VOP_START, vop_types
+
 BARCODE_BITS = 12
 _BAR_LEFT, _BAR_RIGHT = 0.2, 0.8  # the barcode spans the middle of the picture
 _BAR_TOP, _BAR_BOTTOM = 0.4, 0.75
@@ -235,10 +237,6 @@ def write_video(path: str | os.PathLike[str], spec: VideoSpec | None = None) -> 
     return path
 
 
-_VOP = b"\x00\x00\x01\xb6"
-_B_VOP = 2
-
-
 class _BitReader:
     """Reads an MPEG-4 Part 2 header's bits, most significant first."""
 
@@ -278,14 +276,9 @@ def _time_increment_bits(headers: bytes) -> int:
     return max(1, (resolution - 1).bit_length())
 
 
-def _vop_type(packet: bytes) -> int:
-    at = packet.find(_VOP)
-    return packet[at + 4] >> 6
-
-
 def _not_coded_vop(reference: bytes, increment_bits: int) -> bytes:
     """A not-coded P-VOP (N-VOP) at the time of the reference VOP in ``reference``."""
-    bits = _BitReader(reference[reference.find(_VOP) + 4 :])
+    bits = _BitReader(reference[reference.find(VOP_START) + 4 :])
     bits.read(2)  # vop_coding_type
     while bits.read(1):  # modulo_time_base: whole seconds since the last reference
         pass
@@ -294,7 +287,7 @@ def _not_coded_vop(reference: bytes, increment_bits: int) -> bytes:
     # P, no new second, marker, the same time increment, marker, vop_coded = 0
     code = "01" + "0" + "1" + format(increment, f"0{increment_bits}b") + "1" + "0"
     code += "0" + "1" * (-(len(code) + 1) % 8)  # stuffing to the next byte
-    return _VOP + int(code, 2).to_bytes(len(code) // 8, "big")
+    return VOP_START + int(code, 2).to_bytes(len(code) // 8, "big")
 
 
 def pack_b_frames(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
@@ -312,13 +305,13 @@ def pack_b_frames(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> P
         packets = [(bytes(p), bool(p.is_keyframe)) for p in source.demux(stream) if p.size]
         first, key = packets[0]
         increment_bits = _time_increment_bits(first)
-        at = first.find(_VOP)
+        at = first.find(VOP_START)
         chunks = [(first[:at] + b"\x00\x00\x01\xb2DivX503b1393p" + first[at:], key)]
         i = 1
         while i < len(packets):
             reference, key = packets[i]
             j = i + 1
-            while j < len(packets) and _vop_type(packets[j][0]) == _B_VOP:
+            while j < len(packets) and vop_types(packets[j][0])[:1] == [B_VOP]:
                 j += 1
             b_vops = [data for data, _ in packets[i + 1 : j]]
             if b_vops:
