@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import shutil
 from pathlib import Path
@@ -23,6 +24,14 @@ pytestmark = pytest.mark.skipif(
 CLIPS = 30
 SEED = 3
 YES_NO = {"yes", "no"}
+# Words a question may use that its sentence need not hold: question words, the verb forms
+# that carry the question, and how it names the people of the sentence.
+ASKING = {
+    *("who", "what", "where", "when", "how", "whom", "by", "which", "kind", "of", "like"),
+    *("is", "are", "was", "were", "did", "described", "mentioned", "according", "to"),
+    *("the", "speaker", "listener", "we", "you", "they", "he", "she", "it", "him", "her"),
+    *("them", "us", "me", "must", "could", "would", "will", "should", "can", "might", "not"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +235,30 @@ def test_resuming_regenerates_nothing(tmp_path: Path) -> None:
     assert gone.exists()
     assert {p: p.stat().st_mtime_ns for p in files[1:]} == {p: before[p] for p in files[1:]}
     assert (tmp_path / "train.jsonl").read_text() == jsonl
+
+
+def test_open_sentences_ask_with_their_own_words_about_thousands_of_words() -> None:
+    """The open-vocabulary sentences: each question names the sentence's words (so the model
+    learns to find them, not to know a word list), its answer is a span of the sentence that
+    the question itself does not hold, and the words come from far more than a fixed grammar."""
+    rng = random.Random(7)
+    makers = (everyday._open_action, everyday._open_be, everyday._open_passive)
+    bases = {verb[0] for verb in everyday.open_words()["verbs"]}  # "What did he find?"
+    words: set[str] = set()
+    asked = 0
+    for i in range(600):
+        sentence = makers[i % 3](rng)
+        text, spans = everyday.render(sentence.tokens)
+        words.update(w.lower() for w in re.findall(r"[A-Za-z]+", text))
+        for question, roles, _ in sentence.qa:
+            spans_of = [spans[r] for r in roles]
+            answer = text[min(s for s, _ in spans_of) : max(e for _, e in spans_of)]
+            assert answer and answer.lower() in text.lower(), (text, question)
+            if "kind of" not in question:
+                assert f" {answer.lower()} " not in f" {question.lower()[:-1]} ", (text, question)
+            said = set(re.findall(r"[a-z]+", text.lower()))
+            named = set(re.findall(r"[a-z]+", question.lower())) - ASKING - bases
+            assert named <= said, (text, question, named - said)
+            asked += 1
+    assert asked > 1500
+    assert len(words) > 1500

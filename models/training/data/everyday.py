@@ -441,6 +441,7 @@ def _command(rng: random.Random) -> Sentence:
         way = rng.choice(("forward", "back", "ahead"))
         toks = [Tok("Go"), Tok(way), _num_tok(rng, "dist"), Tok(unit, frozenset({"dist"}))]
         qa.append(("How far should the listener go?", ("dist",), ()))
+        qa.append((f"How many {unit}?", ("num",), ()))
     elif kind == "turn":
         d = rng.choice(W.DIRECTIONS)
         toks = [
@@ -529,10 +530,267 @@ def _literary(rng: random.Random) -> Sentence:
     return Sentence("en", "literary", toks, {"subject": subj, "verb": pred, "place": where}, qa)
 
 
+# Open-vocabulary sentences: the same shapes filled from WordNet's common words, so that a
+# question is answered by finding its words in the sentence, not by knowing the word lists.
+
+OPEN_WORDS = Path(__file__).resolve().parent / "open_words.json"
+TITLES = ("Mr.", "Mrs.", "Dr.", "Miss", "Captain", "Professor")
+OPEN_PREPS = ("in", "on", "under", "near", "behind", "beside", "across", "into", "through",
+              "above", "beyond", "along", "inside", "outside")  # fmt: skip
+MODALS = ("must", "could", "would", "will", "should", "can", "might")
+DETS = ("the", "the", "the", "a", "his", "her", "their", "our", "my", "this", "that", "every")
+# Subject pronoun -> (how a question names it, the object form, be in the past).
+PRONOUNS = {
+    "I": (("the speaker",), "me", "was"), "you": (("we", "you", "the listener"), "you", "were"),
+    "we": (("we", "they"), "us", "were"), "he": (("he",), "him", "was"),
+    "she": (("she",), "her", "was"), "they": (("they",), "them", "were"),
+}  # fmt: skip
+
+
+@functools.cache
+def open_words() -> dict[str, Any]:
+    """WordNet's common nouns, adjectives and transitive verbs (see ``open_words.json``)."""
+    return cast(dict[str, Any], json.loads(OPEN_WORDS.read_text()))
+
+
+def _open_np(rng: random.Random, role: str, *, of: bool = True) -> tuple[list[Tok], dict[str, str]]:
+    """A noun phrase of open words: determiner, maybe adjectives, noun, maybe "of" phrase."""
+    words = open_words()
+    sg, pl = rng.choice(words["nouns"])
+    plural = rng.random() < 0.3
+    noun = pl if plural else sg
+    det = rng.choice(DETS)
+    if plural and det in ("a", "every", "this"):
+        det = rng.choice(("the", "some", "these", "many", ""))
+    elif plural and det == "that":
+        det = "those"
+    toks: list[Tok] = []
+    if det:
+        toks.append(Tok(det, frozenset({role})))
+    mods: list[str] = []
+    if rng.random() < 0.55:
+        mods = rng.sample(words["adjectives"], 1 if rng.random() < 0.75 else 2)
+    for m in mods:
+        toks.append(Tok(m, frozenset({role, f"{role}_mod"})))
+    toks.append(Tok(noun, frozenset({role, f"{role}_noun"})))
+    if det == "a":
+        toks[0] = Tok(_a(toks[1].text), toks[0].roles)
+    f = {role: "", f"{role}_noun": noun, f"{role}_number": "plural" if plural else "singular"}
+    if mods:
+        f[f"{role}_mod"] = " ".join(mods)
+    if of and rng.random() < 0.2:
+        inner, _ = _open_np(rng, f"{role}_of", of=False)
+        toks += [Tok("of", frozenset({role})), *(Tok(t.text, t.roles | {role}) for t in inner)]
+    return toks, f
+
+
+def _open_subject(rng: random.Random) -> tuple[list[Tok], str, bool]:
+    """Subject tokens, how a question names it, and whether it is a person."""
+    r = rng.random()
+    if r < 0.3:
+        pron = rng.choice(sorted(PRONOUNS))
+        return [Tok(pron, frozenset({"subj"}))], rng.choice(PRONOUNS[pron][0]), True
+    if r < 0.55:
+        name, _ = rng.choice(W.PEOPLE)
+        toks = []
+        if rng.random() < 0.5:  # "Mr. John Dashwood", "Dr. Baker"
+            toks.append(Tok(rng.choice(TITLES), frozenset({"subj"})))
+            surname = rng.choice(open_words()["nouns"])[0].title()
+            if rng.random() < 0.5:
+                toks.append(Tok(name, frozenset({"subj"})))
+            toks.append(Tok(surname, frozenset({"subj"})))
+        else:
+            toks.append(Tok(name, frozenset({"subj"})))
+        return toks, " ".join(t.text for t in toks), True
+    toks, _ = _open_np(rng, "subj")
+    if toks[0].text in ("his", "her", "their", "our", "my", "a", "an", "every"):
+        toks[0] = Tok("the", toks[0].roles)
+    return toks, " ".join(t.text for t in toks), False
+
+
+def _cap(toks: list[Tok]) -> list[Tok]:
+    if toks and toks[0].text != "I":
+        toks = [Tok(toks[0].text[:1].upper() + toks[0].text[1:], toks[0].roles), *toks[1:]]
+    return toks
+
+
+def _lower_first(text: str) -> str:
+    return text if text.split(" ", 1)[0] in ("I", *TITLES) else text[:1].lower() + text[1:]
+
+
+def _open_action(rng: random.Random) -> Sentence:
+    """ "[subject] [modal] verb [object] [where] [when]." with who / what / where / when /
+    which kind questions that reuse the sentence's own words."""
+    base, past_, _, _ = rng.choice(open_words()["verbs"])
+    subj, named, person = _open_subject(rng)
+    named = _lower_first(named)
+    modal = rng.choice(MODALS) if rng.random() < 0.3 else None
+    obj, f = _open_np(rng, "objp")
+    verb = (
+        [Tok(modal, frozenset({"verb"})), Tok(base, frozenset({"verb"}))]
+        if modal
+        else [Tok(past_, frozenset({"verb"}))]
+    )
+    if rng.random() < 0.12:  # negation: "did not" / "must not"
+        verb = (
+            [verb[0], Tok("not", frozenset({"verb"})), verb[1]]
+            if modal
+            else [Tok("did", frozenset({"verb"})), Tok("not", frozenset({"verb"})),
+                  Tok(base, frozenset({"verb"}))]
+        )  # fmt: skip
+    toks = [*subj, *verb, *obj]
+    verb_text = " ".join(t.text for t in verb)
+    obj_text = " ".join(t.text for t in obj)
+    place_text = ""
+    if rng.random() < 0.55:
+        prep = rng.choice(OPEN_PREPS)
+        inner, pf = _open_np(rng, "pp", of=False)
+        place = [
+            Tok(prep, frozenset({"place"})),
+            *(Tok(t.text, t.roles | {"place"}) for t in inner),
+        ]
+        toks += place
+        f.update(pf)
+        place_text = " ".join(t.text for t in place)
+    if rng.random() < 0.3:
+        t, tf = _time(rng)
+        toks += t
+        f.update(tf)
+    toks = [*_cap(toks), Tok(".")]
+    negated = " not " in f" {verb_text} "
+    aux = modal or "did"
+    who = "Who" if person else "What"
+    qa: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    if not negated:
+        qa.append((f"{who} {verb_text} {obj_text}?", ("subj",), ("verb", "objp")))
+        qa.append((f"What {aux} {named} {base}?", ("objp",), ("subj", "verb")))
+        if place_text:
+            qa.append((f"Where {aux} {named} {base} {obj_text}?", ("place",),
+                       ("subj", "verb", "objp")))  # fmt: skip
+            qa.append((f"Where {aux} {named} {base} it?", ("place",), ("subj", "verb")))
+        if "time" in f:
+            qa.append((f"When {aux} {named} {base} {obj_text}?", ("time",),
+                       ("subj", "verb", "objp")))  # fmt: skip
+    else:
+        qa.append((f"What {aux} {named} not {base}?", ("objp",), ("subj", "verb")))
+    for role in ("objp", "pp"):
+        if f"{role}_mod" in f:
+            noun = f[f"{role}_noun"]
+            be = "are" if f[f"{role}_number"] == "plural" else "is"
+            qa.append((f"What kind of {noun} {be} mentioned?", (f"{role}_mod", f"{role}_noun"),
+                       ()))  # fmt: skip
+            qa.append((f"How {be} the {noun} described?", (f"{role}_mod",), (f"{role}_noun",)))
+    qa = [(_according(q, rng), a, n) for q, a, n in qa]
+    return Sentence("en", "open_action", toks, {**f, "subject": named, "verb": verb_text}, qa)
+
+
+def _open_be(rng: random.Random) -> Sentence:
+    """ "[subject] was [not] [adjective | noun phrase] [where]." with what / how questions."""
+    words = open_words()
+    if rng.random() < 0.35:
+        subj_toks = [Tok("It", frozenset({"subj"}))]
+        named, be, person = "it", "was", False
+    else:
+        subj_toks, named, person = _open_subject(rng)
+        first = subj_toks[0].text
+        be = PRONOUNS[first][2] if first in PRONOUNS else "was"
+        if first in PRONOUNS and len(subj_toks) == 1:
+            named = rng.choice(PRONOUNS[first][0])
+            be = "was" if named in ("the speaker", "he", "she", "it") else "were"
+        elif len(subj_toks) > 1 and subj_toks[-1].text.endswith("s") and first not in TITLES:
+            be = "were" if rng.random() < 0.5 else "was"
+        named = _lower_first(named)
+    toks = [*subj_toks, Tok(be)]
+    neg = rng.random() < 0.2
+    if neg:
+        toks.append(Tok("not", frozenset({"pred"})))
+    qa: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    if rng.random() < 0.45 and named != "it":
+        adjs = rng.sample(words["adjectives"], 1 if rng.random() < 0.7 else 2)
+        pred = adjs if len(adjs) == 1 else [adjs[0], "and", adjs[1]]
+        toks += [Tok(w, frozenset({"pred"})) for w in pred]
+        qa.append((f"How {'is' if be == 'was' else 'are'} {named} described?", ("pred",),
+                   ("subj",)))  # fmt: skip
+        qa.append((f"What {be} {named} like?", ("pred",), ("subj",)))
+    else:
+        np_toks, f = _open_np(rng, "pred")
+        if np_toks[0].text in ("the", "this", "that", "every"):
+            np_toks[0] = Tok(rng.choice(("the", "a" if f["pred_number"] == "singular" else "the")),
+                             np_toks[0].roles)  # fmt: skip
+            if np_toks[0].text == "a":
+                np_toks[0] = Tok(_a(np_toks[1].text), np_toks[0].roles)
+        toks += np_toks
+        qa.append((f"What {be} {named}?", ("pred",), ("subj",)))
+        if not person and named != "it":
+            qa.append((f"What {be} {named}, according to the speaker?", ("pred",), ("subj",)))
+    if rng.random() < 0.3:
+        prep = rng.choice(OPEN_PREPS)
+        inner, _ = _open_np(rng, "pp", of=False)
+        toks += [
+            Tok(prep, frozenset({"place"})),
+            *(Tok(t.text, t.roles | {"place"}) for t in inner),
+        ]
+        qa.append((f"Where {be} {named}?", ("place",), ("subj",)))
+    toks = [*_cap(toks), Tok(".")]
+    return Sentence("en", "open_be", toks, {"subject": named}, qa)
+
+
+def _open_passive(rng: random.Random) -> Sentence:
+    """ "The [noun] was [verb]ed by [agent] [where]." with what / who / by whom questions."""
+    _, _, participle, _ = rng.choice(open_words()["verbs"])
+    obj, f = _open_np(rng, "objp", of=False)
+    if obj[0].text in ("a", "an", "some", "every", "many"):
+        obj = [Tok("the", frozenset({"objp"})), *obj[1:]]
+    elif obj[0].text not in ("the", "his", "her", "their", "our", "my", "this", "that", "these"):
+        obj = [Tok("the", frozenset({"objp"})), *obj]
+    plural = f["objp_number"] == "plural"
+    be = "were" if plural else "was"
+    agent, named, person = _open_subject(rng)
+    if agent[0].text in PRONOUNS:
+        pron = agent[0].text
+        agent = [Tok(PRONOUNS[pron][1], frozenset({"subj"}))]
+        named = rng.choice(PRONOUNS[pron][0])
+        if named in ("he", "she", "they", "we"):
+            named = PRONOUNS[named][1] if named in PRONOUNS else named
+    toks = [*obj, Tok(be, frozenset({"verb"})), Tok(participle, frozenset({"verb"})), Tok("by"),
+            *agent]  # fmt: skip
+    obj_text = " ".join(t.text for t in obj)
+    qa: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+        (f"What {be} {participle} by {_lower_first(named)}?", ("objp",), ("verb", "subj"))
+    ]
+    if len(agent) > 1 or agent[0].text not in {p[1] for p in PRONOUNS.values()}:
+        # "by him" answers nothing: who did it is only asked of a named agent
+        qa.append((f"Who {participle} {obj_text}?" if person else
+                   f"What {participle} {obj_text}?", ("subj",), ("verb", "objp")))  # fmt: skip
+        qa.append((f"By whom {be} {obj_text} {participle}?", ("subj",), ("verb", "objp")))
+    if rng.random() < 0.4:
+        prep = rng.choice(OPEN_PREPS)
+        inner, _ = _open_np(rng, "pp", of=False)
+        toks += [
+            Tok(prep, frozenset({"place"})),
+            *(Tok(t.text, t.roles | {"place"}) for t in inner),
+        ]
+        qa.append((f"Where {be} {obj_text} {participle}?", ("place",), ("verb", "objp")))
+    toks = [*_cap(toks), Tok(".")]
+    qa = [(_according(q, rng), a, n) for q, a, n in qa]
+    return Sentence("en", "open_passive", toks, {"object": obj_text}, qa)
+
+
+def _according(question: str, rng: random.Random) -> str:
+    """Now and then the question names its source, as people ask it."""
+    r = rng.random()
+    if r < 0.1:
+        return question[:-1] + ", according to the speaker?"
+    if r < 0.15:
+        return "According to the speaker, " + question[:1].lower() + question[1:]
+    return question
+
+
 def english_sentence(rng: random.Random) -> Sentence:
     """A sentence of the English grammar: statement, command, question, two clauses, ..."""
-    makers = (_statement, _travel, _meeting, _command, _question, _two_clause, _literary)
-    weights = (0.33, 0.1, 0.07, 0.2, 0.1, 0.12, 0.08)
+    makers = (_statement, _travel, _meeting, _command, _question, _two_clause, _literary,
+              _open_action, _open_be, _open_passive)  # fmt: skip
+    weights = (0.15, 0.04, 0.03, 0.1, 0.05, 0.05, 0.03, 0.3, 0.15, 0.1)
     return rng.choices(makers, weights)[0](rng)
 
 
