@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(PERCEPTION)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app workers vidcap models settings
+	$(BIN)/mypy app workers vidcap models settings storage
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     REDIS_UNAVAILABLE = "redis_unavailable"
     STORE_FULL = "store_full"  # Redis reached its memory limit: nothing new can be stored
+    STORAGE_UNAVAILABLE = "storage_unavailable"  # the object store (S3) failed or is unreachable
     NOT_READY = "not_ready"  # /readyz: no worker has its model loaded
     INTERNAL_ERROR = "internal_error"
     # how a job can end (in a job's `error`, never as an HTTP status of their own)
@@ -90,6 +91,7 @@ STATUS: dict[str, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.REDIS_UNAVAILABLE: 503,
     ErrorCode.STORE_FULL: 507,
+    ErrorCode.STORAGE_UNAVAILABLE: 503,
     ErrorCode.NOT_READY: 503,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.WORKER_LOST: 500,

@@ -1,69 +1,86 @@
-"""The janitor: removes files whose records expired, and uploads abandoned mid-way.
+"""The janitor: removes stored videos whose records expired, and uploads abandoned mid-way.
 
-Records expire in Redis by themselves (retention TTL); the files beside them do not. The API
+Records expire in Redis by themselves (retention TTL); the objects beside them do not. The API
 process runs :func:`sweep` every ``janitor_interval_s``; any number of API processes may run it
-at once (removing a directory twice is harmless).
+at once (removing a video's objects twice is harmless). It works through the store
+(:mod:`storage`), so it cleans a local folder and an S3 bucket alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
 import time
 from pathlib import Path
 
+from storage import VIDEOS, LocalStorage, Storage, StoredObject
 from workers.store import Store, video_key
 
 log = logging.getLogger(__name__)
 
-# A video folder whose upload was stored less than this ago is left alone: its record is
-# being written to Redis right after the file was moved in (milliseconds; a failed write
-# removes the folder itself). Short, so that files go with their records.
+# A video whose upload was stored less than this ago is left alone: its record is being
+# written to Redis right after the file was stored (milliseconds; a failed write removes the
+# objects itself). Short, so that objects go with their records.
 GRACE_S = 10.0
 # An upload still being received is written continuously; one untouched this long was left
-# by a process that died (normal failures clean up at once).
+# by a process that died (normal failures clean up at once). The same age for multipart
+# uploads the object store holds unfinished.
 ABANDONED_UPLOAD_S = 3600.0
 
 
-def _stored_at(folder: Path) -> float:
-    """When the folder's upload was stored (its source file is stamped then; the worker's
-    later files do not count), or the folder's own time when it holds none."""
-    sources = list(folder.glob("source.*"))
-    return max((p.stat().st_mtime for p in sources), default=folder.stat().st_mtime)
+def _videos(storage: Storage) -> dict[str, list[StoredObject]]:
+    """Stored objects by video prefix (``videos/{tenant}/{id}/``)."""
+    found: dict[str, list[StoredObject]] = {}
+    for obj in storage.objects(VIDEOS):
+        parts = obj.key.split("/")
+        if len(parts) >= 4:
+            found.setdefault("/".join(parts[:3]) + "/", []).append(obj)
+    return found
+
+
+def _stored_at(objects: list[StoredObject]) -> float:
+    """When the video's upload was stored (its source is stamped then; the worker's later
+    objects do not count), or its newest object's time when it has no source."""
+    sources = [o.modified for o in objects if o.key.rsplit("/", 1)[-1].startswith("source.")]
+    return max(sources or [o.modified for o in objects])
 
 
 def sweep(
-    data_dir: Path,
+    storage: Storage,
     store: Store,
+    spool_dir: Path,
     grace_s: float = GRACE_S,
     abandoned_s: float = ABANDONED_UPLOAD_S,
-) -> list[Path]:
-    """Removes video folders whose record expired (or was never written), and partial
-    uploads untouched for ``abandoned_s``.
+) -> list[str]:
+    """Removes stored videos whose record expired (or was never written), partial uploads in
+    the API's spool untouched for ``abandoned_s``, and the store's multipart uploads begun
+    that long ago.
+
+    Args:
+        storage: The video store.
+        store: The record store.
+        spool_dir: The API's data folder (its ``uploads/`` spool).
 
     Returns:
-        The paths removed.
+        What was removed (object prefixes, paths, and a count of aborted uploads).
     """
-    removed: list[Path] = []
+    removed: list[str] = []
     now = time.time()
-    for folder in sorted((data_dir / "videos").glob("*/*")):
-        if not folder.is_dir() or now - _stored_at(folder) < grace_s:
+    for prefix, objects in sorted(_videos(storage).items()):
+        if now - _stored_at(objects) < grace_s:
             continue
-        if store.redis.exists(video_key(folder.name)):
+        if store.redis.exists(video_key(prefix.rstrip("/").rsplit("/", 1)[-1])):
             continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    for tenant in (data_dir / "videos").glob("*"):
-        # A tenant's folder left empty (not one just made for an upload arriving now).
-        if tenant.is_dir() and now - tenant.stat().st_mtime >= grace_s:
-            with contextlib.suppress(OSError):  # not empty: kept
-                tenant.rmdir()
-                removed.append(tenant)
-    for part in (data_dir / "uploads").glob(".upload-*"):
+        storage.delete_prefix(prefix)
+        removed.append(prefix)
+    if isinstance(storage, LocalStorage):
+        removed += [str(p) for p in storage.prune(grace_s)]
+    for part in (spool_dir / "uploads").glob(".upload-*"):
         if part.stat().st_mtime < now - abandoned_s:
             part.unlink(missing_ok=True)
-            removed.append(part)
-    for path in removed:
-        log.info("janitor: removed %s (no record)", path)
+            removed.append(str(part))
+    aborted = storage.abort_stale_uploads(abandoned_s)
+    if aborted:
+        removed.append(f"{aborted} unfinished multipart upload(s)")
+    for what in removed:
+        log.info("janitor: removed %s (no record)", what)
     return removed

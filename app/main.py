@@ -31,6 +31,7 @@ from app.errors import ApiError, ErrorCode, redis_unavailable
 from app.routes import health, jobs, videos
 from app.services import Services
 from settings import Settings, get_settings
+from storage import S3Storage, StorageError
 from vidcap import __version__
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,16 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)  # nginx's "client closed request"; never delivered
 
 
+async def _storage_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("object store failed: %s", exc)
+    error = ApiError(
+        ErrorCode.STORAGE_UNAVAILABLE,
+        "the video store is not reachable or refused the operation; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+    return _error(request, error)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     request_id = getattr(request.state, "request_id", "-")
@@ -181,7 +192,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 async def _janitor(services: Services) -> None:
     while True:
         try:
-            await asyncio.to_thread(janitor.sweep, services.settings.data_dir, services.store)
+            await asyncio.to_thread(
+                janitor.sweep, services.storage, services.store, services.settings.data_dir
+            )
         except Exception as e:  # Redis restarting, a volume hiccup: try again next time
             log.warning("janitor: %s", e)
         await asyncio.sleep(services.settings.janitor_interval_s)
@@ -197,6 +210,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services.connect(settings)
         services.events.start()
         (settings.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+        if isinstance(services.storage, S3Storage):  # a fresh SeaweedFS has no bucket yet
+            try:
+                await asyncio.to_thread(services.storage.ensure_bucket)
+            except StorageError as e:  # /readyz says so until the store answers
+                log.error("%s", e)
+        log.info("videos are stored in the %s", services.storage.describe())
         app.state.services = services
         app.state.tenants = settings.tenants()
         tasks = [
@@ -231,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RedisConnectionError: _redis_down,
         RedisTimeoutError: _redis_down,
         RedisOutOfMemoryError: _store_full,
+        StorageError: _storage_down,
         ClientDisconnect: _client_gone,
         Exception: _unexpected,
     }

@@ -20,6 +20,7 @@ from redis.retry import Retry as SyncRetry
 
 from app.events import EventHub
 from settings import Settings
+from storage import Storage, open_storage
 from workers.connect import async_redis, sync_redis
 from workers.fair import DEPTH_LUA, FairQueue, waiting_key
 from workers.metrics import Metrics
@@ -44,6 +45,7 @@ class Services:
     queue: FairQueue  # synchronous, bytes replies (RQ needs them)
     metrics: Metrics
     events: EventHub  # job change messages, one pub/sub connection for the process
+    storage: Storage  # the videos and what the workers made of them
 
     @classmethod
     def connect(cls, settings: Settings) -> Services:
@@ -70,6 +72,7 @@ class Services:
             store=Store(text, settings.retention_s),
             queue=rq_queue(sync_redis(settings, decode=False, **answering(SyncRetry)), settings),
             metrics=Metrics(text),
+            storage=open_storage(settings),
         )
 
     async def queue_depth(self) -> int:

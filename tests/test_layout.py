@@ -43,3 +43,7 @@ def test_workers_and_models_do_not_import_the_cli() -> None:
         "models.captioner.pipeline",
     ]
     assert _imported_packages(modules, ["vidcap", "app"]) == []
+
+
+def test_storage_imports_neither_the_cli_nor_the_services() -> None:
+    assert _imported_packages(["storage"], ["vidcap", "app", "workers"]) == []

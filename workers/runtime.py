@@ -26,6 +26,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from settings import Settings
+from storage import Storage, Workspace, clean_scratch, open_storage
 from workers.connect import sync_redis
 from workers.fair import FairQueue
 from workers.metrics import Metrics
@@ -60,6 +61,17 @@ def store() -> Store:
 def queue() -> FairQueue:
     """The queue (RQ's, fair across tenants)."""
     return _state["queue"]
+
+
+def storage() -> Storage:
+    """Where the videos and what the workers make of them are stored."""
+    return _state["storage"]
+
+
+def workspace(video: dict[str, Any]) -> Workspace:
+    """A job's local view of ``video``'s stored objects (close it when the job ends)."""
+    config = settings()
+    return Workspace(storage(), video["dir"], config.scratch, config.scratch_max_bytes)
 
 
 def metrics() -> Metrics:
@@ -103,9 +115,12 @@ def start(
         store=Store(text, config.retention_s),
         queue=rq_queue(raw, config),
         metrics=Metrics(text),
+        storage=open_storage(config),
         pipeline=pipe,
         perceiver=experts,
     )
+    for folder in clean_scratch(config.scratch):
+        log.info("removed scratch folder %s (its worker is gone)", folder)
     return raw
 
 

@@ -23,6 +23,7 @@ from rq.timeouts import JobTimeoutException
 from models.media import MediaError
 from models.media.preview import PREVIEW_NAME, needs_preview, write_preview
 from models.perception.result import Perception
+from storage import ScratchFull, StorageError, Workspace
 from workers import runtime
 from workers.queue import attempt_of, retry, rq_job_id
 from workers.store import (
@@ -52,7 +53,8 @@ STAGES = {
 }
 PREVIEW = "preview"  # the browser preview's entry in a caption job's timings
 PERCEPTION = "perception"  # the experts and the features beside them (wall time, overlapped)
-PERCEPTION_NAME = "perception.json"  # what the experts found, cached beside the video
+PERCEPTION_NAME = "perception.json"  # what the experts found, stored beside the video
+FEATURES_NAME = "features.safetensors"  # the captioner's features of the video, beside it
 # Share of the percent bar each part of a caption job gets: decoding and features run window
 # by window (up to FEATURES_END), then fusion and generation.
 FEATURES_END, FUSION_END = 75, 85
@@ -60,11 +62,6 @@ FEATURES_END, FUSION_END = 75, 85
 
 class Canceled(Exception):
     """The client canceled the job, or deleted its video."""
-
-
-def features_path(data_dir: Path, video: dict[str, Any]) -> Path:
-    """Where a video's cached features live (beside the video file)."""
-    return data_dir / video["dir"] / "features.safetensors"
 
 
 class Attempt:
@@ -373,6 +370,23 @@ def attempt(job_id: str) -> Iterator[Attempt | None]:
     except MediaError as e:
         with contextlib.suppress(Stale):
             current.finish(JobState.FAILED, timings=current.timings, error=e.to_dict())
+    except ScratchFull as e:
+        error = {"code": "scratch_full", "message": f"the worker has no room for the video: {e}"}
+        with contextlib.suppress(Stale):
+            current.finish(JobState.FAILED, timings=current.timings, error=error)
+    except StorageError as e:
+        # The object store failed past its client's retries: another attempt may find it back.
+        if attempt_of(rq_id)[1] < runtime.settings().max_attempts:
+            log.warning("job %s: object store failed (%s); queued another attempt", job_id, e)
+            current.requeue()
+            return
+        log.error("job %s: object store failed on its last attempt: %s", job_id, e)
+        error = {
+            "code": "storage_unavailable",
+            "message": "the video store could not be read or written; try again later",
+        }
+        with contextlib.suppress(Stale):
+            current.finish(JobState.FAILED, timings=current.timings, error=error)
     except Exception as e:
         if caused_by(e, RedisError) and not timed_out(e):
             # Redis went away for longer than the client rides out (a restart that loads a
@@ -405,84 +419,96 @@ def attempt(job_id: str) -> Iterator[Attempt | None]:
 
 def caption_video(job_id: str) -> None:
     """Captions a video: speech, on-screen text and tags (the perception experts), features,
-    then the description and its segments. Features and what the experts found are cached
-    beside the file, so a retry or a question never runs them again."""
+    then the description and its segments. Features and what the experts found are stored
+    beside the video, so a retry or a question never runs them again."""
     from models.captioner.features import VideoFeatures
     from models.captioner.pipeline import CaptionPipeline
 
     with attempt(job_id) as job:
         if job is None:
             return
-        settings, pipe, video = runtime.settings(), runtime.pipeline(), job.video()
-        if not isinstance(pipe, CaptionPipeline):
-            caption_grounded(job, video)
-            return
-        options, media = video["options"], video["media"]
-        folder = settings.data_dir / video["dir"]
-        sampling = {
-            "frames_per_second": options.get("frames_per_second"),
-            "max_total_frames": options.get("max_frames"),
-        }
-        frames = pipe.sample_count(media["duration_s"], media["frame_count"], **sampling)
-        job.windows = math.ceil(frames / pipe.config.max_frames)
-        cached, perceived = features_path(settings.data_dir, video), folder / PERCEPTION_NAME
-        features: VideoFeatures | None = None
-        if cached.is_file():  # an earlier attempt got this far
-            with contextlib.suppress(Exception):
-                features = VideoFeatures.load(cached)
-                pipe.check_features(features)
-        found: Perception | None = None
-        if perceived.is_file():
-            with contextlib.suppress(Exception):
-                found = Perception.load(perceived)
-        source = folder / video["file"]
+        pipe, video = runtime.pipeline(), job.video()
+        with runtime.workspace(video) as ws:
+            if not isinstance(pipe, CaptionPipeline):
+                caption_grounded(job, video, ws)
+                return
+            options, media = video["options"], video["media"]
+            sampling = {
+                "frames_per_second": options.get("frames_per_second"),
+                "max_total_frames": options.get("max_frames"),
+            }
+            frames = pipe.sample_count(media["duration_s"], media["frame_count"], **sampling)
+            job.windows = math.ceil(frames / pipe.config.max_frames)
+            features: VideoFeatures | None = None
+            cached = ws.get(FEATURES_NAME)
+            if cached is not None:  # an earlier attempt got this far
+                with contextlib.suppress(Exception):
+                    features = VideoFeatures.load(cached)
+                    pipe.check_features(features)
+            found = _stored_perception(ws)
+            source = _source(ws, video) if found is None or features is None else None
 
-        def extract() -> VideoFeatures:
-            return features or pipe.extract(source, timer=job.timer, **sampling)
+            def extract() -> VideoFeatures:
+                assert source is not None
+                return features or pipe.extract(source, timer=job.timer, **sampling)
 
-        if found is None:
-            with job.timer.stage(PERCEPTION):
-                found, features = runtime.perceiver().run(
-                    source,
-                    segment_seconds=options["segment_seconds"],
-                    language=options.get("language"),
-                    translate=bool(options.get("translate")),
-                    on_progress=job.perceiving,
-                    during=extract,
-                )
-        else:
-            features = extract()
-        job.perception_done()
-        if not folder.is_dir():
-            raise Canceled()  # the video was deleted meanwhile
-        features.save(cached)
-        found.save(perceived)
-        make_preview(job, folder, video)
-        caption = pipe.caption(features, timer=job.timer)
-        segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
-        finish_caption(job, caption, segments, found)
+            if found is None:
+                assert source is not None
+                with job.timer.stage(PERCEPTION):
+                    found, features = runtime.perceiver().run(
+                        source,
+                        segment_seconds=options["segment_seconds"],
+                        language=options.get("language"),
+                        translate=bool(options.get("translate")),
+                        on_progress=job.perceiving,
+                        during=extract,
+                    )
+            else:
+                features = extract()
+            job.perception_done()
+            if not ws.exists(video["file"]):
+                raise Canceled()  # the video was deleted meanwhile
+            features.save(ws.path(FEATURES_NAME))
+            ws.put(FEATURES_NAME)
+            found.save(ws.path(PERCEPTION_NAME))
+            ws.put(PERCEPTION_NAME)
+            make_preview(job, ws, video)
+            caption = pipe.caption(features, timer=job.timer)
+            segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
+            finish_caption(job, caption, segments, found)
 
 
-def caption_grounded(job: Attempt, video: dict[str, Any]) -> None:
+def _source(ws: Workspace, video: dict[str, Any]) -> Path:
+    """The uploaded file, local (fetched into scratch from a remote store)."""
+    source = ws.get(video["file"])
+    if source is None:
+        raise Canceled()  # deleted before the job got to it
+    return source
+
+
+def _stored_perception(ws: Workspace) -> Perception | None:
+    """What the experts found, stored by an earlier attempt (None: not stored, unreadable)."""
+    path = ws.get(PERCEPTION_NAME)
+    if path is None:
+        return None
+    try:
+        return Perception.load(path)
+    except Exception:
+        return None
+
+
+def caption_grounded(job: Attempt, video: dict[str, Any], ws: Workspace) -> None:
     """:func:`caption_video` with the grounded captioner: the experts run, then the model
-    reads what they found (cached as ``context.npz``: questions read it back)."""
+    reads what they found (stored as ``context.npz``: questions read it back)."""
     from models.captioner.grounded_pipeline import CONTEXT_NAME, GroundedPipeline
 
     settings, pipe = runtime.settings(), runtime.pipeline()
     assert isinstance(pipe, GroundedPipeline)
     options = video["options"]
-    folder = settings.data_dir / video["dir"]
-    source, perceived, context = (
-        folder / video["file"],
-        folder / PERCEPTION_NAME,
-        folder / CONTEXT_NAME,
-    )
     job.windows = 1  # no feature windows: the context is built once the experts are done
-    found: Perception | None = None
-    if perceived.is_file():  # an earlier attempt got this far
-        with contextlib.suppress(Exception):
-            found = Perception.load(perceived)
+    found = _stored_perception(ws)  # an earlier attempt got this far
     if found is None:
+        source = _source(ws, video)
         with job.timer.stage(PERCEPTION):
             found, _ = runtime.perceiver().run(
                 source,
@@ -492,17 +518,20 @@ def caption_grounded(job: Attempt, video: dict[str, Any]) -> None:
                 on_progress=job.perceiving,
             )
     job.perception_done()
-    if not folder.is_dir():
+    if not ws.exists(video["file"]):
         raise Canceled()  # the video was deleted meanwhile
-    found.save(perceived)
+    found.save(ws.path(PERCEPTION_NAME))
+    ws.put(PERCEPTION_NAME)
     ctx = None
-    if context.is_file():
+    stored = ws.get(CONTEXT_NAME)
+    if stored is not None:
         with contextlib.suppress(Exception):
-            ctx = pipe.load_context(context)
+            ctx = pipe.load_context(stored)
     if ctx is None:
-        ctx = pipe.context(found, source, limits=settings.media_limits())
-        pipe.save_context(ctx, context)
-    make_preview(job, folder, video)
+        ctx = pipe.context(found, _source(ws, video), limits=settings.media_limits())
+        pipe.save_context(ctx, ws.path(CONTEXT_NAME))
+        ws.put(CONTEXT_NAME)
+    make_preview(job, ws, video)
     description = pipe.describe(ctx, timer=job.timer)
     segments = pipe.describe_segments(ctx, options["segment_seconds"], timer=job.timer)
     finish_caption(job, description, segments, found)
@@ -526,20 +555,21 @@ def finish_caption(job: Attempt, caption: str, segments: list[Segment], found: P
     )
 
 
-def make_preview(job: Attempt, folder: Path, video: dict[str, Any]) -> None:
-    """Writes ``preview.mp4`` (H.264/AAC) beside a video browsers cannot play as uploaded.
+def make_preview(job: Attempt, ws: Workspace, video: dict[str, Any]) -> None:
+    """Stores ``preview.mp4`` (H.264/AAC) beside a video browsers cannot play as uploaded.
 
     Best effort: a failure is logged and the caption goes on without a preview (the API then
     serves the upload itself). The transcode runs in the media sandbox, bounded by the decode
     timeout, and is timed as the job's ``preview`` stage.
     """
-    dest = folder / PREVIEW_NAME
-    if not needs_preview(video["media"]) or dest.is_file():  # is_file: an earlier attempt
+    if not needs_preview(video["media"]) or ws.exists(PREVIEW_NAME):  # an earlier attempt
         return
     with job.timer.stage(PREVIEW):  # also checks for a cancel first
         try:
-            write_preview(folder / video["file"], dest, limits=runtime.settings().media_limits())
-        except JobTimeoutException:
+            dest = ws.path(PREVIEW_NAME)
+            write_preview(_source(ws, video), dest, limits=runtime.settings().media_limits())
+            ws.put(PREVIEW_NAME)
+        except (JobTimeoutException, Canceled):
             raise
         except Exception as e:  # the caption matters more than the preview
             log.warning("job %s: no browser preview for %s: %s", job.job_id, video["id"], e)
@@ -558,14 +588,16 @@ def answer_question(job_id: str) -> None:
         question = job.record["question"]
         pipe = runtime.pipeline()
         evidence: list[dict[str, Any]] = []
-        if isinstance(pipe, GroundedPipeline):
-            video = job.video()
-            ctx = pipe.load_context(runtime.settings().data_dir / video["dir"] / CONTEXT_NAME)
-            found = pipe.answer(ctx, [question], timer=job.timer)[0]
-            answer, evidence = found.text, [e.to_dict() for e in found.evidence]
-        else:
-            features = VideoFeatures.load(features_path(runtime.settings().data_dir, job.video()))
-            answer = pipe.answer(features, question, timer=job.timer)
+        with runtime.workspace(job.video()) as ws:
+            stored = ws.get(CONTEXT_NAME if isinstance(pipe, GroundedPipeline) else FEATURES_NAME)
+            if stored is None:
+                raise Canceled()  # the video was deleted since the question was asked
+            if isinstance(pipe, GroundedPipeline):
+                ctx = pipe.load_context(stored)
+                found = pipe.answer(ctx, [question], timer=job.timer)[0]
+                answer, evidence = found.text, [e.to_dict() for e in found.evidence]
+            else:
+                answer = pipe.answer(VideoFeatures.load(stored), question, timer=job.timer)
         job.finish(
             JobState.SUCCEEDED,
             timings=job.timings,

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from app.deps import ServicesDep, tenant_of
 from app.errors import ApiError, ErrorCode, error_responses
 from app.schemas import Health
+from storage import StorageError
 from workers.metrics import Gauge
 
 router = APIRouter(tags=["health"])
@@ -25,10 +26,13 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses=error_responses(ErrorCode.REDIS_UNAVAILABLE, ErrorCode.NOT_READY),
+    responses=error_responses(
+        ErrorCode.REDIS_UNAVAILABLE, ErrorCode.STORAGE_UNAVAILABLE, ErrorCode.NOT_READY
+    ),
 )
 async def readyz(request: Request, services: ServicesDep) -> Health:
-    """Ready to caption: Redis answers and at least one worker has its model loaded.
+    """Ready to caption: Redis and the video store answer, and at least one worker has its
+    model loaded.
 
     Anyone may ask (load balancers send no key); only a caller with an API key (or any
     caller when no keys are configured) sees the workers (host, pid, model) and Redis's error.
@@ -44,6 +48,13 @@ async def readyz(request: Request, services: ServicesDep) -> Health:
     except RedisError as e:
         message = f"Redis does not answer: {e}" if detailed else "Redis does not answer"
         raise ApiError(ErrorCode.REDIS_UNAVAILABLE, message, headers={"Retry-After": "5"}) from None
+    try:
+        await asyncio.to_thread(services.storage.check)
+    except StorageError as e:
+        message = str(e) if detailed else "the video store does not answer"
+        raise ApiError(
+            ErrorCode.STORAGE_UNAVAILABLE, message, headers={"Retry-After": "5"}
+        ) from None
     if not workers:
         raise ApiError(
             ErrorCode.NOT_READY,

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import ValidationError
 
 from app.deps import AdmittedTenantDep, ReaderDep, ServicesDep, TenantDep, link_query
@@ -38,6 +37,7 @@ from app.uploads import Received, receive_multipart
 from models.media import MediaError, MediaErrorCode, probe
 from models.media.preview import PREVIEW_CONTENT_TYPE, PREVIEW_NAME, needs_preview
 from settings import Settings
+from storage import Storage, StorageError
 from workers.queue import create_job, rq_job_id
 from workers.store import (
     IDEMPOTENCY_TTL_S,
@@ -126,11 +126,14 @@ async def _public(services: Services, videos: list[dict[str, Any]]) -> list[Vide
         await services.redis.mget([job_key(v["caption_job_id"]) for v in videos]),
     )
     jobs = [None if raw is None else json.loads(raw) for raw in raws]
-    return await asyncio.to_thread(_views, services.settings, list(zip(videos, jobs, strict=True)))
+    pairs = list(zip(videos, jobs, strict=True))
+    return await asyncio.to_thread(_views, services.settings, services.storage, pairs)
 
 
 def _views(
-    settings: Settings, pairs: list[tuple[dict[str, Any], dict[str, Any] | None]]
+    settings: Settings,
+    storage: Storage,
+    pairs: list[tuple[dict[str, Any], dict[str, Any] | None]],
 ) -> list[VideoPublic]:
     """Public views of (video, caption job) records, with their links (in a thread: stats)."""
     key = settings.url_signing_key() if settings.tenants() else None
@@ -152,7 +155,7 @@ def _views(
                 captions_url=f"{base}/captions?format=vtt{signed}",
                 tracks=tracks,
                 playable=not needs_preview(video["media"])
-                or (settings.data_dir / video["dir"] / PREVIEW_NAME).is_file(),
+                or storage.exists(f"{video['dir']}/{PREVIEW_NAME}"),
             )
         )
     return views
@@ -252,9 +255,12 @@ def _store_video(
         claimed.append(key)
     folder = f"videos/{tenant}/{video_id}"
     name = "source" + _suffix(info["container"])
-    (settings.data_dir / folder).mkdir(parents=True)
-    os.replace(received.path, settings.data_dir / folder / name)
-    os.utime(settings.data_dir / folder / name)  # stored now: the janitor's clock for it
+    try:  # a local store renames the spool file; S3 gets it in multipart parts
+        services.storage.put_file(f"{folder}/{name}", received.path, move=True)
+    except BaseException:
+        _release(services, claimed, video_id)
+        received.path.unlink(missing_ok=True)
+        raise
     video: dict[str, Any] = {
         "id": video_id,
         "tenant": tenant,
@@ -285,7 +291,8 @@ def _store_video(
             pipe.execute()
     except BaseException:
         _release(services, claimed, video_id)
-        shutil.rmtree(settings.data_dir / folder, ignore_errors=True)
+        with contextlib.suppress(StorageError):  # else the janitor removes it: no record
+            services.storage.delete_prefix(folder + "/")
         raise
     services.metrics.job_enqueued("caption")
     return video, job, True
@@ -372,7 +379,7 @@ def _existing(
 async def _created(
     services: Services, video: dict[str, Any], job: dict[str, Any], new: bool
 ) -> JSONResponse:
-    (view,) = await asyncio.to_thread(_views, services.settings, [(video, job)])
+    (view,) = await asyncio.to_thread(_views, services.settings, services.storage, [(video, job)])
     body = VideoCreated(video=view, job=JobPublic.of(job))
     return JSONResponse(
         body.model_dump(mode="json"),
@@ -485,7 +492,9 @@ def _delete(services: Services, video: dict[str, Any]) -> None:
         if store.redis.get(video["dedupe_key"]) == video["id"]:
             pipe.delete(video["dedupe_key"])
         pipe.execute()
-    shutil.rmtree(services.settings.data_dir / video["dir"], ignore_errors=True)
+    # After the records: a failure here leaves objects without a record, which the janitor
+    # removes; never a record without its file.
+    services.storage.delete_prefix(video["dir"] + "/")
 
 
 @router.delete(
@@ -624,14 +633,13 @@ MEDIA_TYPES = {
 }
 
 
-def _media_file(settings: Settings, video: dict[str, Any]) -> tuple[Path, str]:
-    """The file to play (the browser preview when there is one) and its content type."""
-    folder = settings.data_dir / video["dir"]
-    preview = folder / PREVIEW_NAME
-    if preview.is_file():
+def _media_file(storage: Storage, video: dict[str, Any]) -> tuple[str, str]:
+    """The object to play (the browser preview when there is one) and its content type."""
+    preview = f"{video['dir']}/{PREVIEW_NAME}"
+    if storage.exists(preview):
         return preview, PREVIEW_CONTENT_TYPE
-    source = folder / video["file"]
-    if not source.is_file():
+    source = f"{video['dir']}/{video['file']}"
+    if not storage.exists(source):
         raise ApiError(MediaErrorCode.FILE_NOT_FOUND, "the video's file is no longer stored")
     return source, MEDIA_TYPES.get(video["media"]["container"], "application/octet-stream")
 
@@ -648,24 +656,41 @@ def _media_file(settings: Settings, video: dict[str, Any]) -> tuple[Path, str]:
             "description": "The whole file (`Accept-Ranges: bytes`).",
         },
         206: {"description": "The byte range asked for with `Range` (`Content-Range`)."},
+        307: {
+            "description": "With an S3 store: a presigned link to the object, which answers"
+            " `Range` requests itself (valid `VIDCAP_S3_LINK_EXPIRY_S`)."
+        },
         416: {"description": "The range lies outside the file (plain text)."},
         **error_responses(ErrorCode.UNAUTHORIZED, ErrorCode.VIDEO_NOT_FOUND),
     },
 )
-async def get_media(video_id: str, services: ServicesDep, tenant: ReaderDep) -> FileResponse:
+async def get_media(video_id: str, services: ServicesDep, tenant: ReaderDep) -> Response:
     """The video's bytes for a `<video>` element, with `Range` requests (seeking).
 
     Serves the H.264/AAC mp4 preview the worker makes of files browsers cannot play (see
     `playable`), else the upload itself. Takes the API key, or the `expires` and `sig` of the
-    video's signed `media_url` (a `<video src>` cannot send a key).
+    video's signed `media_url` (a `<video src>` cannot send a key). With an S3 store the answer
+    is a redirect to a presigned link of the object, checked here first like the bytes.
     """
     video = await load_video(services, tenant, video_id)
-    path, media_type = await asyncio.to_thread(_media_file, services.settings, video)
-    # no-cache: the same link serves the preview once the worker has made it. The name offered
-    # is ours (video id, probed container), never the uploader's.
+    storage = services.storage
+    key, media_type = await asyncio.to_thread(_media_file, storage, video)
+    # The name offered is ours (video id, probed container), never the uploader's.
+    filename = f"{video_id}{Path(key).suffix}"
+    link = storage.url(
+        key,
+        expires_s=services.settings.s3_link_expiry_s,
+        content_type=media_type,
+        filename=filename,
+    )
+    # no-cache: the same link serves the preview once the worker has made it.
+    if link is not None:
+        return RedirectResponse(link, status_code=307, headers={"Cache-Control": "no-store"})
+    path = storage.local_path(key)
+    assert path is not None  # a store without links keeps its files on this disk
     headers = {
         "Cache-Control": "private, no-cache",
-        "Content-Disposition": f'inline; filename="{video_id}{path.suffix}"',
+        "Content-Disposition": f'inline; filename="{filename}"',
     }
     return FileResponse(path, media_type=media_type, headers=headers)
 

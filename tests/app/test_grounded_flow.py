@@ -1,6 +1,7 @@
 """The grounded captioner served for real: API process, worker process, redis-server, a real
 encoded video, and a tiny real model (untrained: the checks are about the flow and the shape
-of what comes back, not the words)."""
+of what comes back, not the words). Once with the local store, once with S3 and no folder
+shared by the API and the worker."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ from tests.conftest import Service
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def grounded_service(tmp_path_factory: pytest.TempPathFactory, tiny_grounded_dir: Path) -> Any:
-    svc = Service(tmp_path_factory.mktemp("grounded"), tiny_grounded_dir)
+@pytest.fixture(scope="module", params=["local", "s3"])
+def grounded_service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_grounded_dir: Path,
+) -> Any:
+    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
+    svc = Service(tmp_path_factory.mktemp(f"grounded-{request.param}"), tiny_grounded_dir, s3=s3)
     try:
         yield svc.start(workers=1)
     finally:
@@ -37,11 +43,13 @@ def test_caption_then_question_with_evidence_from_the_cached_context(
         assert isinstance(result["caption"], str)
         assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 2.0), (2.0, 4.0)]
         assert "transcript" in result and "tags" in result  # the experts ran
-        folder = grounded_service.data_dir / "videos" / "alice" / video_id
-        assert (folder / "context.npz").is_file() and (folder / "perception.json").is_file()
-        assert not (folder / "features.safetensors").exists()
-        for source in folder.glob("source.*"):  # only the cached context can answer now
-            source.unlink()
+        prefix = f"videos/alice/{video_id}/"
+        stored = grounded_service.keys(prefix)
+        assert prefix + "context.npz" in stored and prefix + "perception.json" in stored
+        assert prefix + "features.safetensors" not in stored
+        for key in stored:  # only the stored context can answer now
+            if key.startswith(prefix + "source."):
+                grounded_service.remove(key)
         response = client.post(
             f"/v1/videos/{video_id}/questions", json={"question": "is anyone speaking?"}
         )
@@ -56,4 +64,6 @@ def test_caption_then_question_with_evidence_from_the_cached_context(
             assert 0.0 <= item["start"] <= item["end"] <= 4.0 + 1e-6
             assert isinstance(item["snippet"], str)
         assert client.delete(f"/v1/videos/{video_id}").status_code == 204
-        assert not folder.exists()
+        assert grounded_service.keys(prefix) == []
+    if grounded_service.s3 is not None:  # the worker read and wrote through S3 alone
+        assert [p for p in grounded_service.worker_dir(0).rglob("*") if p.is_file()] == []

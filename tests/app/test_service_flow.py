@@ -1,17 +1,34 @@
-"""The whole flow over HTTP, against a real API process, worker process and redis-server."""
+"""The whole flow over HTTP, against a real API process, worker process and redis-server: once
+with the videos in the API's data folder, once in S3 (a real SeaweedFS) with no folder shared
+by the API and the worker."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import SERVICE_MODEL, Service
+
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
+    svc = Service(tmp_path_factory.mktemp(f"service-{request.param}"), SERVICE_MODEL, s3=s3)
+    try:
+        yield svc.start(workers=1)
+    finally:
+        svc.stop()
 
 
 def upload(client: httpx.Client, path: Path, **fields: Any) -> httpx.Response:
@@ -106,12 +123,13 @@ def test_question_is_answered_from_cached_features_without_decoding(
     service: Any, captioned: dict[str, Any]
 ) -> None:
     video_id = captioned["video"]["id"]
-    # Remove the video file itself: only the cached features can answer now.
-    folder = service.data_dir / "videos" / "alice" / video_id
-    sources = list(folder.glob("source.*"))
-    assert sources and (folder / "features.safetensors").is_file()
+    # Remove the video file itself: only the stored features can answer now.
+    prefix = f"videos/alice/{video_id}/"
+    stored = service.keys(prefix)
+    sources = [k for k in stored if k.startswith(prefix + "source.")]
+    assert sources and prefix + "features.safetensors" in stored
     for source in sources:
-        source.unlink()
+        service.remove(source)
     with service.client() as client:
         response = client.post(
             f"/v1/videos/{video_id}/questions", json={"question": "what colour is the square?"}
@@ -228,8 +246,8 @@ def test_same_bytes_reuse_the_stored_video(service: Any, make_video: Any) -> Non
     assert again.json()["video"]["id"] == first.json()["video"]["id"]
     assert other_options.status_code == 202
     assert other_options.json()["video"]["id"] != first.json()["video"]["id"]
-    folders = list((service.data_dir / "videos" / "alice").iterdir())
-    assert first.json()["video"]["id"] in {f.name for f in folders}
+    stored = {key.split("/")[2] for key in service.keys("videos/alice/")}
+    assert first.json()["video"]["id"] in stored
 
 
 def test_same_bytes_uploaded_at_once_are_stored_once(service: Any, make_video: Any) -> None:
@@ -287,13 +305,13 @@ def test_delete_removes_file_features_records_and_questions(service: Any, make_v
         body = upload(client, make_video("h264_aac_mp4", duration=2, height=72)).json()
         video_id = body["video"]["id"]
         finished(client, body["job"]["id"])
-        folder = service.data_dir / "videos" / "alice" / video_id
-        assert (folder / "features.safetensors").is_file()
+        prefix = f"videos/alice/{video_id}/"
+        assert prefix + "features.safetensors" in service.keys(prefix)
         assert client.delete(f"/v1/videos/{video_id}").status_code == 204
         assert client.get(f"/v1/videos/{video_id}").status_code == 404
         assert client.get(f"/v1/jobs/{body['job']['id']}").status_code == 404
         assert client.delete(f"/v1/videos/{video_id}").status_code == 404
-    assert not folder.exists()
+    assert service.keys(prefix) == []
 
 
 def test_health_readiness_and_metrics(service: Any, captioned: dict[str, Any]) -> None:
@@ -320,3 +338,40 @@ def test_openapi_documents_the_error_shape(service: Any) -> None:
     assert {"202", "413", "415", "422", "429"} <= set(upload_op["responses"])
     assert "multipart/form-data" in upload_op["requestBody"]["content"]
     assert "ErrorBody" in spec["components"]["schemas"]
+
+
+def test_media_plays_with_ranges_from_either_store(
+    service: Any, captioned: dict[str, Any], make_video: Any
+) -> None:
+    path = make_video("h264_aac_mp4", duration=2, width=160)
+    with service.client() as client:
+        body = upload(client, path).json()
+        assert finished(client, body["job"]["id"])["state"] == "succeeded"
+        media_url = client.get(f"/v1/videos/{body['video']['id']}").json()["media_url"]
+        first = client.get(media_url, headers={"Range": "bytes=0-99"})
+        followed = client.get(media_url, headers={"Range": "bytes=100-1099"}, follow_redirects=True)
+    data = path.read_bytes()
+    if service.s3 is None:
+        assert first.status_code == 206 and first.content == data[:100]
+    else:  # the API checks the tenant and the link, then S3 serves the bytes
+        assert first.status_code == 307
+        assert first.headers["location"].startswith(service.s3.endpoint)
+    assert followed.status_code == 206
+    assert followed.content == data[100:1100]
+    assert followed.headers["content-type"] == "video/mp4"
+
+
+def test_with_s3_the_worker_keeps_no_files_and_the_api_no_videos(
+    service: Any, captioned: dict[str, Any]
+) -> None:
+    if service.s3 is None:
+        pytest.skip("with the local store the API and the worker share the data folder")
+    assert captioned["finished"]["state"] == "succeeded"
+    stored = service.keys(f"videos/alice/{captioned['video']['id']}/")
+    assert any(k.endswith("/features.safetensors") for k in stored)  # written through S3
+    # The worker downloaded the video into scratch and removed it after the job; the API
+    # kept nothing but its (empty) upload spool.
+    worker_files = [p for p in service.worker_dir(0).rglob("*") if p.is_file()]
+    assert worker_files == []
+    api_files = [p for p in service.data_dir.rglob("*") if p.is_file()]
+    assert api_files == []

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from app.janitor import sweep
 from tests.app.test_service_flow import finished
 from tests.workers.test_faults import long_job, running_worker_pid
-from workers.store import Store, video_key
+from workers.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -47,35 +44,6 @@ def test_cancel_a_running_job_stops_it_at_the_next_stage(
     assert job["state"] == "canceled"
     assert job["error"]["code"] == "canceled"
     assert video["status"] == "canceled"
-
-
-def test_janitor_removes_files_whose_records_expired(redis_server: Any, tmp_path: Path) -> None:
-    store = Store(redis.Redis.from_url(redis_server.url, decode_responses=True), 60)
-    videos = tmp_path / "videos" / "alice"
-    names = ("vid_kept", "vid_expired", "vid_young", "vid_worked_on")
-    kept, expired, young, worked_on = (videos / name for name in names)
-    for folder in (kept, expired, young, worked_on):
-        folder.mkdir(parents=True)
-        (folder / "source.mp4").write_bytes(b"x")
-    (worked_on / "features.safetensors").write_bytes(b"x")  # written by the worker just now
-    (tmp_path / "uploads").mkdir()
-    stale_part = tmp_path / "uploads" / ".upload-abc.part"
-    live_part = tmp_path / "uploads" / ".upload-def.part"
-    for part in (stale_part, live_part):
-        part.write_bytes(b"x")
-    store.put(video_key("vid_kept"), {"id": "vid_kept"})
-    a_minute_ago, hours_ago = time.time() - 60, time.time() - 7200
-    for folder in (kept, expired, worked_on):
-        os.utime(folder / "source.mp4", (a_minute_ago, a_minute_ago))
-    os.utime(stale_part, (hours_ago, hours_ago))
-
-    removed = sweep(tmp_path, store)
-
-    # Gone a minute after storing, as their records are: even a folder with fresh files in
-    # it. Kept: a folder with a record, one stored seconds ago, an upload still arriving.
-    assert set(removed) == {expired, worked_on, stale_part}
-    assert kept.is_dir() and young.is_dir() and live_part.is_file()
-    assert not expired.exists() and not worked_on.exists() and not stale_part.exists()
 
 
 def test_a_timeout_wrapped_by_a_library_still_counts_as_a_timeout() -> None:
