@@ -46,6 +46,7 @@ PLUGIN_DIR = ROOT / ".venv" / "docker"  # a DOCKER_CONFIG directory: cli-plugins
 
 API_KEYS = "test-key-0123456789:alice"
 MEDIA_DIR = "/var/lib/vidcap/media"
+S3_KEYS = {"VIDCAP_S3_ACCESS_KEY_ID": "s3-key", "VIDCAP_S3_SECRET_ACCESS_KEY": "s3-secret"}
 
 Compose = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -153,8 +154,8 @@ def _config(compose: Compose, **variables: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def config(compose: Compose) -> dict[str, Any]:
-    """docker-compose.yml as Compose resolves it, with API keys set and nothing else."""
-    return _config(compose, VIDCAP_API_KEYS=API_KEYS)
+    """docker-compose.yml as Compose resolves it, with the API keys and S3 credentials set."""
+    return _config(compose, VIDCAP_API_KEYS=API_KEYS, **S3_KEYS)
 
 
 # --- docker-compose.yml ----------------------------------------------------------------------
@@ -186,19 +187,52 @@ def test_redis_keeps_jobs(config: dict[str, Any]) -> None:
     assert redis.get("healthcheck", {}).get("test"), "api and worker wait for a healthy Redis"
 
 
-def test_api_and_worker_share_the_media_volume(config: dict[str, Any]) -> None:
+def test_api_and_worker_share_no_folder_and_store_videos_in_s3(config: dict[str, Any]) -> None:
     services = config["services"]
-    assert config["volumes"]["media"].get("driver", "local") == "local"
+    api, worker, s3 = services["api"], services["worker"], services["seaweedfs"]
+    # Nothing mounted in both: workers can run on other machines.
+    api_mounts = {m.get("source") for m in api.get("volumes", [])}
+    worker_mounts = {m.get("source") for m in worker.get("volumes", [])}
+    assert not api_mounts & worker_mounts, (api_mounts, worker_mounts)
+    assert _volume(api, "api-spool")["target"] == MEDIA_DIR  # the upload spool, its own
     for name in ("api", "worker"):
-        service = services[name]
-        mount = _volume(service, "media")
-        assert mount["type"] == "volume"
-        assert mount["target"] == MEDIA_DIR
-        env = service["environment"]
-        assert env["VIDCAP_DATA_DIR"] == mount["target"], f"{name}: data dir is not the volume"
+        env = services[name]["environment"]
+        assert env["VIDCAP_STORAGE"] == "s3"
+        assert env["VIDCAP_S3_ENDPOINT_URL"] == "http://seaweedfs:8333"
+        assert env["VIDCAP_S3_PUBLIC_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+        assert env["VIDCAP_S3_ADDRESSING_STYLE"] == "path"
+        assert env["VIDCAP_S3_ACCESS_KEY_ID"] == S3_KEYS["VIDCAP_S3_ACCESS_KEY_ID"]
         assert env["REDIS_URL"] == "redis://redis:6379/0"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert service.get("restart") == "unless-stopped"
+        assert services[name]["depends_on"]["seaweedfs"]["required"] is False
+        assert services[name].get("restart") == "unless-stopped"
+    # The S3 service: the release the tests run, its data on a volume, its identity the
+    # credentials vidcap uses.
+    assert s3["image"] == "chrislusf/seaweedfs:4.48"
+    assert s3["command"][0] == "mini"
+    assert _volume(s3, "seaweedfs-data")["target"] == "/data"
+    assert s3["environment"]["AWS_ACCESS_KEY_ID"] == S3_KEYS["VIDCAP_S3_ACCESS_KEY_ID"]
+    (port,) = s3["ports"]
+    assert (port["host_ip"], port["target"]) == ("127.0.0.1", 8333)
+
+
+def test_an_external_s3_replaces_the_bundled_one(compose: Compose) -> None:
+    external = _config(
+        compose,
+        VIDCAP_API_KEYS=API_KEYS,
+        **S3_KEYS,
+        VIDCAP_S3_ENDPOINT_URL="https://acct.r2.cloudflarestorage.com",
+        VIDCAP_S3_PUBLIC_ENDPOINT_URL="https://acct.r2.cloudflarestorage.com",
+        VIDCAP_S3_REGION="auto",
+        VIDCAP_S3_ADDRESSING_STYLE="virtual",
+    )
+    env = external["services"]["worker"]["environment"]
+    assert env["VIDCAP_S3_ENDPOINT_URL"] == "https://acct.r2.cloudflarestorage.com"
+    assert (env["VIDCAP_S3_REGION"], env["VIDCAP_S3_ADDRESSING_STYLE"]) == ("auto", "virtual")
+    for missing in ("VIDCAP_S3_ACCESS_KEY_ID", "VIDCAP_S3_SECRET_ACCESS_KEY"):
+        keys = {k: v for k, v in S3_KEYS.items() if k != missing}
+        done = compose("config", "--format", "json", VIDCAP_API_KEYS=API_KEYS, **keys)
+        assert done.returncode != 0 and missing in done.stderr, done.stderr
 
 
 def test_service_commands(config: dict[str, Any]) -> None:
@@ -214,7 +248,7 @@ def test_api_needs_keys(compose: Compose, config: dict[str, Any]) -> None:
     assert config["services"]["api"]["environment"]["VIDCAP_API_KEYS"] == API_KEYS
     assert "VIDCAP_API_KEYS" not in config["services"]["worker"]["environment"]
     for variables in ({}, {"VIDCAP_API_KEYS": ""}):
-        done = compose("config", "--format", "json", **variables)
+        done = compose("config", "--format", "json", **S3_KEYS, **variables)
         assert done.returncode != 0, f"compose accepted the file without keys: {variables}"
         assert "VIDCAP_API_KEYS" in done.stderr, done.stderr
 
@@ -222,7 +256,7 @@ def test_api_needs_keys(compose: Compose, config: dict[str, Any]) -> None:
 def test_api_port_on_loopback_unless_told(compose: Compose, config: dict[str, Any]) -> None:
     (port,) = config["services"]["api"]["ports"]
     assert (port["host_ip"], str(port["published"]), port["target"]) == ("127.0.0.1", "8000", 8000)
-    opened = _config(compose, VIDCAP_API_KEYS=API_KEYS, VIDCAP_BIND="0.0.0.0")
+    opened = _config(compose, VIDCAP_API_KEYS=API_KEYS, VIDCAP_BIND="0.0.0.0", **S3_KEYS)
     assert opened["services"]["api"]["ports"][0]["host_ip"] == "0.0.0.0"
 
 
