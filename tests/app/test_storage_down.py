@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.app.test_service_flow import upload
+from tests.app.test_service_flow import finished, upload
 from tests.conftest import S3Server, _free_port
 
 pytestmark = pytest.mark.slow
@@ -38,3 +39,26 @@ def test_an_unreachable_store_is_503_and_the_upload_leaves_nothing(
     assert sent.headers["retry-after"] == "5"
     assert listed == []
     assert list((service.data_dir / "uploads").iterdir()) == []
+
+
+def test_a_job_whose_store_goes_away_fails_cleanly_after_its_attempts(
+    make_service: Any, make_video: Any, tmp_path: Path
+) -> None:
+    s3 = S3Server(tmp_path / "s3").start()  # its own: this test stops it
+    try:
+        service = make_service(workers=0, s3=s3)
+        with service.client() as client:
+            sent = upload(client, make_video("h264_aac_mp4", duration=1))
+            assert sent.status_code == 202, sent.text
+            s3.stop()  # stored; now the store is gone before any worker reads it
+            service.start_worker()
+            job = finished(client, sent.json()["job"]["id"], timeout=180)
+            health = client.get("/readyz")
+        assert job["state"] == "failed", job
+        assert job["error"]["code"] == "storage_unavailable"
+        assert job["attempts"] == 2  # retried once (VIDCAP_MAX_ATTEMPTS), then failed
+        assert health.json()["error"]["code"] == "storage_unavailable"
+        assert service.workers[0].poll() is None  # the worker lives on
+        assert [p for p in service.worker_dir(0).rglob("*") if p.is_file()] == []
+    finally:
+        s3.stop()
