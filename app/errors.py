@@ -44,6 +44,10 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the key came with a different request
     # state
     VIDEO_NOT_READY = "video_not_ready"  # questions need the video's features
+    DIRECT_UPLOAD_UNAVAILABLE = "direct_upload_unavailable"  # the store is a local folder
+    UPLOAD_NOT_PENDING = "upload_not_pending"  # not a direct upload, or completed already
+    UPLOAD_INCOMPLETE = "upload_incomplete"  # parts missing or of the wrong size
+    UPLOAD_SIZE_MISMATCH = "upload_size_mismatch"  # the stored bytes are not the size declared
     VIDEO_FAILED = "video_failed"  # the video could not be captioned: no questions
     TRACK_NOT_FOUND = "track_not_found"  # a caption track the video does not have
     JOB_FINISHED = "job_finished"  # cancel of a job that already ended
@@ -83,6 +87,10 @@ STATUS: dict[str, int] = {
     ErrorCode.TOO_MANY_REDIRECTS: 422,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.VIDEO_NOT_READY: 409,
+    ErrorCode.DIRECT_UPLOAD_UNAVAILABLE: 409,
+    ErrorCode.UPLOAD_NOT_PENDING: 409,
+    ErrorCode.UPLOAD_INCOMPLETE: 409,
+    ErrorCode.UPLOAD_SIZE_MISMATCH: 422,
     ErrorCode.TRACK_NOT_FOUND: 404,
     ErrorCode.VIDEO_FAILED: 409,
     ErrorCode.JOB_FINISHED: 409,

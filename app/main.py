@@ -28,7 +28,7 @@ from app import janitor
 from app.bodies import BodyGuard
 from app.connections import QuietAcceptErrors
 from app.errors import ApiError, ErrorCode, redis_unavailable
-from app.routes import health, jobs, videos
+from app.routes import direct, health, jobs, videos
 from app.services import Services
 from settings import Settings, get_settings
 from storage import S3Storage, StorageError
@@ -256,7 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
-    for router in (videos.router, jobs.router, health.router):
+    for router in (direct.router, videos.router, jobs.router, health.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

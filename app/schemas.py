@@ -66,6 +66,41 @@ class VideoUrlCreate(VideoOptions):
     url: AnyUrl = Field(description="An http or https address of a video file.")
 
 
+class DirectUploadCreate(VideoOptions):
+    """``POST /v1/videos/direct``: a video the client will send to the store itself."""
+
+    filename: str = Field(min_length=1, max_length=255, description="The file's name.")
+    size_bytes: int = Field(gt=0, description="The file's exact size; checked at completion.")
+
+
+class UploadPart(BaseModel):
+    """One part of a multipart direct upload: PUT its bytes to ``url``."""
+
+    number: int = Field(ge=1, description="1-based; part N holds bytes (N-1)*part_bytes on.")
+    url: str
+    uploaded: bool = Field(description="The store already holds this part (a resumed upload).")
+
+
+class DirectUpload(BaseModel):
+    """Where to send a direct upload's bytes: one PUT (``url``) or parts (``parts``)."""
+
+    method: Literal["PUT"] = "PUT"
+    url: str | None = Field(default=None, description="The whole file, for a single PUT.")
+    part_bytes: int | None = Field(
+        default=None, description="Size of every part but the last, for a multipart upload."
+    )
+    parts: list[UploadPart] | None = None
+    expires_in_s: int = Field(description="The links stop working this long from now.")
+    complete_url: str = Field(description="POST here once every byte is sent.")
+
+
+class DirectUploadStarted(BaseModel):
+    """The answer to ``POST /v1/videos/direct`` and ``GET /v1/videos/{id}/upload``."""
+
+    video: VideoPublic
+    upload: DirectUpload
+
+
 class QuestionCreate(BaseModel):
     """``POST /v1/videos/{id}/questions``."""
 
@@ -192,12 +227,16 @@ class VideoPublic(BaseModel):
     id: str
     filename: str | None
     size_bytes: int
-    sha256: str
+    sha256: str | None = Field(
+        description="Of the uploaded bytes; for a direct upload, once a worker has read it."
+    )
     created_at: str
     status: VideoStatus
-    media: MediaInfo
+    media: MediaInfo | None = Field(
+        description="What the file holds; for a direct upload, once a worker has probed it."
+    )
     options: dict[str, Any]
-    caption_job_id: str
+    caption_job_id: str | None = Field(description="None while a direct upload is pending.")
     caption: str | None = None
     segments: list[Segment] | None = None
     transcript: TranscriptPublic | None = None
@@ -241,13 +280,16 @@ class VideoPublic(BaseModel):
         state = JobState(job["state"]) if job else JobState.FAILED
         result = (job or {}).get("result") or {}
         error = (job or {}).get("error")
-        if job is None:
+        status = VIDEO_STATUS[state]
+        if video.get("upload") is not None:  # a direct upload not completed yet
+            status, error = VideoStatus.UPLOADING, None
+        elif job is None:
             error = {"code": "job_not_found", "message": "the caption job's record expired"}
         return cls.model_validate(
             {
                 **video,
                 "created_at": _time(video["created_at"]),
-                "status": VIDEO_STATUS[state],
+                "status": status,
                 "caption": result.get("caption"),
                 "segments": result.get("segments"),
                 "transcript": result.get("transcript"),

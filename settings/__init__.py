@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
     # Presigned links (media, direct uploads) stay valid this long.
     s3_link_expiry_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    # Direct uploads larger than one part go in parts of this size (S3's least is 5 MB).
+    direct_upload_part_mb: float = Field(default=16.0, ge=5)
     # A worker's local copies of stored objects during a job (remote store only); removed
     # after the job. Empty: data_dir/scratch. A job whose files exceed scratch_max_mb fails.
     scratch_dir: Path | None = None

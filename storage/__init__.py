@@ -87,6 +87,10 @@ class Storage(ABC):
     def delete_prefix(self, prefix: str) -> int:
         """Removes every object under ``prefix`` (which must end with ``/``); how many."""
 
+    @abstractmethod
+    def rename(self, key: str, new_key: str) -> None:
+        """Gives object ``key`` the key ``new_key`` (inside the store, no download)."""
+
     def local_path(self, key: str) -> Path | None:
         """Where the object lies on this machine's disk, for stores that keep files there."""
         return None
@@ -173,6 +177,11 @@ class LocalStorage(Storage):
         count = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
         shutil.rmtree(folder, ignore_errors=True)
         return count
+
+    def rename(self, key: str, new_key: str) -> None:
+        dest = self._path(new_key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(key), dest)
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -309,6 +318,85 @@ class S3Storage(Storage):
                 raise self._fail(f"deleting {prefix}", e) from e
         return len(keys)
 
+    def rename(self, key: str, new_key: str) -> None:
+        try:  # a server-side copy (in parts above 5 GB), then the old key goes
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._key(key)},
+                self.bucket,
+                self._key(new_key),
+                Config=self.transfer,
+            )
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise self._fail(f"renaming {key}", e) from e
+
+    # Direct uploads: the client sends the bytes to the store itself, on presigned links.
+
+    def put_link(self, key: str, expires_s: int) -> str:
+        """A presigned PUT of the whole object."""
+        return str(
+            self.link_client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+                ExpiresIn=expires_s,
+            )
+        )  # fmt: skip
+
+    def start_upload(self, key: str) -> str:
+        """Begins a multipart upload of ``key``; its upload id."""
+        try:
+            made = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise self._fail(f"starting the upload of {key}", e) from e
+        return str(made["UploadId"])
+
+    def part_link(self, key: str, upload_id: str, number: int, expires_s: int) -> str:
+        """A presigned PUT of part ``number`` (1-based) of a multipart upload."""
+        params = {
+            "Bucket": self.bucket, "Key": self._key(key), "UploadId": upload_id,
+            "PartNumber": number,
+        }  # fmt: skip
+        return str(
+            self.link_client.generate_presigned_url(
+                "upload_part", Params=params, ExpiresIn=expires_s
+            )
+        )
+
+    def uploaded_parts(self, key: str, upload_id: str) -> dict[int, tuple[int, str]] | None:
+        """The parts the store holds: number -> (size, ETag); None when the upload is gone
+        (completed or aborted)."""
+        parts: dict[int, tuple[int, str]] = {}
+        try:
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id
+            )
+            for page in pages:
+                for part in page.get("Parts", []):
+                    parts[int(part["PartNumber"])] = (int(part["Size"]), str(part["ETag"]))
+        except Exception as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("NoSuchUpload", "404"):
+                return None
+            raise self._fail(f"listing the parts of {key}", e) from e
+        return parts
+
+    def complete_upload(self, key: str, upload_id: str, parts: dict[int, str]) -> None:
+        """Joins the parts (number -> ETag) into the object."""
+        ordered = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(parts.items())]
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                MultipartUpload={"Parts": ordered},
+            )  # fmt: skip
+        except Exception as e:
+            raise self._fail(f"completing the upload of {key}", e) from e
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Drops a multipart upload and its parts (nothing when it is gone already)."""
+        with contextlib.suppress(Exception):
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id
+            )
+
     def url(self, key: str, *, expires_s: int, content_type: str, filename: str) -> str | None:
         return str(
             self.link_client.generate_presigned_url(
@@ -367,6 +455,14 @@ class S3Storage(Storage):
     def describe(self) -> str:
         endpoint = self.client.meta.endpoint_url
         return f"s3://{self.bucket}/{self.prefix} at {endpoint}"
+
+
+def source_name(container: str) -> str:
+    """The stored name of an uploaded video: from its probed container, never the client's
+    name (an upload called page.html or shell.php is stored as source.mp4 when it is an mp4)."""
+    import re
+
+    return "source." + (re.sub(r"[^a-z0-9]", "", container.lower())[:5] or "video")
 
 
 def open_storage(settings: Settings) -> Storage:
@@ -464,6 +560,13 @@ class Workspace:
         """Stores the file written at :meth:`path` (``name``) as this video's object."""
         if self.remote:
             self.storage.put_file(self.key(name), self.folder / name, move=False)
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Renames object ``name`` (and its local copy) to ``new_name``."""
+        self.storage.rename(self.key(name), self.key(new_name))
+        copy = self.folder / name
+        if self.remote and copy.is_file():
+            os.replace(copy, self.folder / new_name)
 
     def exists(self, name: str) -> bool:
         """Whether object ``name`` is stored (a deleted video's source is not)."""

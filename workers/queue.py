@@ -129,7 +129,10 @@ def create_job(
         "finished_at": None,
         "timings": {},
         "attempts": 1,
-        "timeout_s": job_timeout_s(settings, video["media"]["duration_s"]),
+        # A direct upload is probed by its caption job: until then, the longest video taken.
+        "timeout_s": job_timeout_s(
+            settings, (video["media"] or {}).get("duration_s", settings.media_max_duration_s)
+        ),
         "question": question,
         "result": None,
         "error": None,

@@ -71,6 +71,7 @@ class Stage(StrEnum):
 class VideoStatus(StrEnum):
     """A video's status, which follows its caption job."""
 
+    UPLOADING = "uploading"  # a direct upload the client has not completed yet
     QUEUED = "queued"
     PROCESSING = "processing"
     READY = "ready"

@@ -23,7 +23,7 @@ from rq.timeouts import JobTimeoutException
 from models.media import MediaError
 from models.media.preview import PREVIEW_NAME, needs_preview, write_preview
 from models.perception.result import Perception
-from storage import ScratchFull, StorageError, Workspace
+from storage import ScratchFull, StorageError, Workspace, source_name
 from workers import runtime
 from workers.queue import attempt_of, retry, rq_job_id
 from workers.store import (
@@ -37,6 +37,7 @@ from workers.store import (
     job_key,
     missing_key,
     now,
+    video_key,
 )
 
 if TYPE_CHECKING:
@@ -429,6 +430,8 @@ def caption_video(job_id: str) -> None:
             return
         pipe, video = runtime.pipeline(), job.video()
         with runtime.workspace(video) as ws:
+            if video["media"] is None:  # a direct upload: nobody has looked at it yet
+                video = probe_upload(ws, video)
             if not isinstance(pipe, CaptionPipeline):
                 caption_grounded(job, video, ws)
                 return
@@ -476,6 +479,45 @@ def caption_video(job_id: str) -> None:
             caption = pipe.caption(features, timer=job.timer)
             segments = pipe.caption_segments(features, options["segment_seconds"], timer=job.timer)
             finish_caption(job, caption, segments, found)
+
+
+def probe_upload(ws: Workspace, video: dict[str, Any]) -> dict[str, Any]:
+    """A direct upload's first stage: probe the bytes the client sent to the store, as the
+    API probes a streamed upload, and name the object after its container.
+
+    Returns:
+        The video record with its media facts, sha256 and stored name.
+
+    Raises:
+        MediaError: Not a video vidcap takes (the job fails with its code; the bytes, of no
+            use, are removed from the store).
+        Canceled: The video was deleted meanwhile.
+    """
+    import hashlib
+
+    from models.media import probe
+
+    source = _source(ws, video)
+    try:
+        info = probe(source, limits=runtime.settings().media_limits())
+    except MediaError:
+        runtime.storage().delete_prefix(video["dir"] + "/")
+        raise
+    digest = hashlib.sha256()
+    with source.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    name = source_name(info.container)
+    ws.rename(video["file"], name)
+
+    def change(record: dict[str, Any]) -> dict[str, Any]:
+        record.update(media=info.model_dump(mode="json"), file=name, sha256=digest.hexdigest())
+        return record
+
+    try:
+        return runtime.store().update(video_key(video["id"]), change)
+    except Stale:
+        raise Canceled() from None  # the record is gone: deleted while being probed
 
 
 def _source(ws: Workspace, video: dict[str, Any]) -> Path:

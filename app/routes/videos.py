@@ -37,7 +37,7 @@ from app.uploads import Received, receive_multipart
 from models.media import MediaError, MediaErrorCode, probe
 from models.media.preview import PREVIEW_CONTENT_TYPE, PREVIEW_NAME, needs_preview
 from settings import Settings
-from storage import Storage, StorageError
+from storage import S3Storage, Storage, StorageError, source_name
 from workers.queue import create_job, rq_job_id
 from workers.store import (
     IDEMPOTENCY_TTL_S,
@@ -118,14 +118,16 @@ async def load_video(services: Services, tenant: str, video_id: str) -> dict[str
     )
 
 
-async def _public(services: Services, videos: list[dict[str, Any]]) -> list[VideoPublic]:
+async def public_views(services: Services, videos: list[dict[str, Any]]) -> list[VideoPublic]:
+    """Public views of video records, with their caption jobs and links."""
     if not videos:
         return []
-    raws = cast(
-        list[str | None],
-        await services.redis.mget([job_key(v["caption_job_id"]) for v in videos]),
+    ids = [v["caption_job_id"] for v in videos if v["caption_job_id"]]
+    raws = (
+        cast(list[str | None], await services.redis.mget([job_key(i) for i in ids])) if ids else []
     )
-    jobs = [None if raw is None else json.loads(raw) for raw in raws]
+    found = {i: json.loads(raw) for i, raw in zip(ids, raws, strict=True) if raw is not None}
+    jobs = [found.get(v["caption_job_id"]) for v in videos]
     pairs = list(zip(videos, jobs, strict=True))
     return await asyncio.to_thread(_views, services.settings, services.storage, pairs)
 
@@ -154,7 +156,7 @@ def _views(
                 media_url=f"{base}/media" + (f"?{query}" if query else ""),
                 captions_url=f"{base}/captions?format=vtt{signed}",
                 tracks=tracks,
-                playable=not needs_preview(video["media"])
+                playable=(video["media"] is not None and not needs_preview(video["media"]))
                 or storage.exists(f"{video['dir']}/{PREVIEW_NAME}"),
             )
         )
@@ -213,12 +215,6 @@ async def _receive(request: Request, services: Services) -> tuple[Received, Vide
     )
 
 
-def _suffix(container: str) -> str:
-    """The stored file's extension: from the probed container, never the client's name (an
-    upload called page.html or shell.php is stored as source.mp4 when it is an mp4)."""
-    return "." + (re.sub(r"[^a-z0-9]", "", container.lower())[:5] or "video")
-
-
 def _store_video(
     services: Services,
     tenant: str,
@@ -254,7 +250,7 @@ def _store_video(
             return *existing, False
         claimed.append(key)
     folder = f"videos/{tenant}/{video_id}"
-    name = "source" + _suffix(info["container"])
+    name = source_name(info["container"])
     try:  # a local store renames the spool file; S3 gets it in multipart parts
         services.storage.put_file(f"{folder}/{name}", received.path, move=True)
     except BaseException:
@@ -460,7 +456,7 @@ async def list_videos(
     next_cursor = None
     if after is not None:
         next_cursor = base64.urlsafe_b64encode(f"{after[0]!r} {after[1]}".encode()).decode()
-    return VideoPage(videos=await _public(services, videos), next_cursor=next_cursor)
+    return VideoPage(videos=await public_views(services, videos), next_cursor=next_cursor)
 
 
 @router.get(
@@ -471,13 +467,14 @@ async def list_videos(
 async def get_video(video_id: str, services: ServicesDep, tenant: TenantDep) -> VideoPublic:
     """A video: its media facts, status, and caption and segments once ready."""
     video = await load_video(services, tenant, video_id)
-    return (await _public(services, [video]))[0]
+    return (await public_views(services, [video]))[0]
 
 
 def _delete(services: Services, video: dict[str, Any]) -> None:
     """Removes a video's file, features, records and jobs (queued ones leave the queue)."""
     store = services.store
     job_ids = [video["caption_job_id"], *store.redis.lrange(questions_key(video["id"]), 0, -1)]
+    job_ids = [j for j in job_ids if j]  # none yet while a direct upload is pending
     with store.redis.pipeline() as pipe:
         for job_id in job_ids:
             job = store.job(str(job_id))
@@ -489,9 +486,12 @@ def _delete(services: Services, video: dict[str, Any]) -> None:
             pipe.delete(job_key(str(job_id)))
         pipe.delete(video_key(video["id"]), questions_key(video["id"]))
         pipe.zrem(videos_key(video["tenant"]), video["id"])
-        if store.redis.get(video["dedupe_key"]) == video["id"]:
+        if video.get("dedupe_key") and store.redis.get(video["dedupe_key"]) == video["id"]:
             pipe.delete(video["dedupe_key"])
         pipe.execute()
+    pending = video.get("upload") or {}
+    if pending.get("upload_id") and isinstance(services.storage, S3Storage):
+        services.storage.abort_upload(f"{video['dir']}/{video['file']}", pending["upload_id"])
     # After the records: a failure here leaves objects without a record, which the janitor
     # removes; never a record without its file.
     services.storage.delete_prefix(video["dir"] + "/")
@@ -511,6 +511,12 @@ async def delete_video(video_id: str, services: ServicesDep, tenant: TenantDep) 
 
 async def _ready(services: Services, video: dict[str, Any]) -> dict[str, Any]:
     """The video's finished caption job, or 409 saying why there is none yet."""
+    if video["caption_job_id"] is None:
+        raise ApiError(
+            ErrorCode.VIDEO_NOT_READY,
+            "the video's upload is not complete: send its bytes, then POST "
+            f"/v1/videos/{video['id']}/complete",
+        )
     raw = await services.redis.get(job_key(video["caption_job_id"]))
     job = None if raw is None else json.loads(raw)
     if job is not None and job["state"] == JobState.SUCCEEDED:
@@ -641,7 +647,8 @@ def _media_file(storage: Storage, video: dict[str, Any]) -> tuple[str, str]:
     source = f"{video['dir']}/{video['file']}"
     if not storage.exists(source):
         raise ApiError(MediaErrorCode.FILE_NOT_FOUND, "the video's file is no longer stored")
-    return source, MEDIA_TYPES.get(video["media"]["container"], "application/octet-stream")
+    container = (video["media"] or {}).get("container")  # None: not probed yet
+    return source, MEDIA_TYPES.get(str(container), "application/octet-stream")
 
 
 @router.get(
