@@ -39,18 +39,24 @@ log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
 # The page loads nothing from elsewhere (the service runs offline): only its own files, the
 # API, and blob: URLs of videos and captions fetched with the API key.
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-        "frame-ancestors 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+def page_headers(store_origin: str | None = None) -> dict[str, str]:
+    """The page's headers. With an S3 store the page plays media from it (the API redirects
+    there) and sends direct uploads to it, so its origin joins media-src and connect-src."""
+    extra = f" {store_origin}" if store_origin else ""
+    return {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            f"media-src 'self' blob:{extra}; connect-src 'self'{extra}; object-src 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 class PageFiles(StaticFiles):
@@ -256,13 +262,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
-    for router in (direct.router, videos.router, jobs.router, health.router):
+    for router in (direct.uploads_router, direct.router, videos.router, jobs.router, health.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    async def page(request: Request) -> FileResponse:
         """The web page: upload, watch with captions, ask questions (app/static/)."""
-        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+        services: Services = request.app.state.services
+        headers = page_headers(services.storage.link_origin())
+        return FileResponse(STATIC_DIR / "index.html", headers=headers)
 
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")
 

@@ -73,6 +73,18 @@ class DirectUploadCreate(VideoOptions):
     size_bytes: int = Field(gt=0, description="The file's exact size; checked at completion.")
 
 
+class UploadOptions(BaseModel):
+    """``GET /v1/uploads``: how this server takes uploads."""
+
+    direct: bool = Field(
+        description="Whether it offers direct uploads to its store (POST /v1/videos/direct)."
+    )
+    max_upload_bytes: int = Field(description="The largest file it takes.")
+    part_bytes: int | None = Field(
+        description="Direct uploads larger than this go in parts of this size."
+    )
+
+
 class UploadPart(BaseModel):
     """One part of a multipart direct upload: PUT its bytes to ``url``."""
 

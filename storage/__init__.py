@@ -104,6 +104,10 @@ class Storage(ABC):
         """Aborts multipart uploads begun more than ``older_than_s`` ago; how many."""
         return 0
 
+    def link_origin(self) -> str | None:
+        """The origin (scheme://host[:port]) of the links :meth:`url` gives, if any."""
+        return None
+
     @abstractmethod
     def check(self) -> None:
         """Raises :class:`StorageError` when the store cannot be reached (readiness)."""
@@ -411,6 +415,14 @@ class S3Storage(Storage):
                 ExpiresIn=expires_s,
             )
         )
+
+    def link_origin(self) -> str | None:
+        from urllib.parse import urlsplit
+
+        link = urlsplit(self.link_client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key("x")}, ExpiresIn=60
+        ))  # fmt: skip
+        return f"{link.scheme}://{link.netloc}"
 
     def abort_stale_uploads(self, older_than_s: float) -> int:
         cutoff = time.time() - older_than_s

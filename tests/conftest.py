@@ -560,7 +560,7 @@ class Service:
         """Worker ``index``'s data folder (the API's own, with a local store)."""
         return self.root / f"worker-{index}-data" if self.s3 else self.data_dir
 
-    def keys(self, prefix: str = "videos/") -> list[str]:
+    def stored(self, prefix: str = "videos/") -> list[str]:
         """The stored objects under ``prefix``, wherever the service stores them."""
         return sorted(o.key for o in self.storage.objects(prefix))
 

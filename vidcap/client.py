@@ -18,6 +18,8 @@ raises it too (``server_unreachable``, ``server_timeout`` or ``connection_error`
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import mimetypes
 import os
@@ -206,6 +208,7 @@ class VidcapClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+        self._direct: bool | None = None  # whether the server takes direct uploads
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -277,11 +280,19 @@ class VidcapClient:
         translate: bool = False,
         idempotency_key: str | None = None,
         on_progress: ProgressCallback | None = None,
+        direct: bool | None = None,
+        resume_dir: str | os.PathLike[str] | None = None,
     ) -> dict[str, Any]:
         """Upload a video file and queue its captioning.
 
         The file is streamed in 1 MiB chunks (never read whole) with its ``Content-Length``
         declared up front, so a server refuses an oversized file at once.
+
+        A server that stores videos in S3 offers direct uploads, which this uses by default:
+        the bytes go straight to the store on presigned links (in parts above the server's
+        part size), then the upload is completed. An interrupted direct upload resumes where
+        it stopped when the same file is uploaded again with the same options: the video it
+        belongs to is remembered in ``resume_dir`` until the upload completes.
 
         Args:
             path: The video file.
@@ -295,7 +306,13 @@ class VidcapClient:
             idempotency_key: Retrying with the same key returns the first upload's video
                 instead of storing a second one.
             on_progress: Called as ``on_progress(bytes_sent, total)`` with the file's bytes
-                sent so far: first with 0, then after each chunk, lastly with ``total``.
+                sent so far: first with 0 (or what a resumed upload had sent), then after
+                each chunk, lastly with ``total``.
+            direct: True: a direct upload or an error; False: always through the API; None
+                (default): direct when the server offers it. A request with an
+                ``idempotency_key`` goes through the API.
+            resume_dir: Where unfinished direct uploads are remembered (default
+                ``~/.cache/vidcap/uploads``).
 
         Returns:
             ``{"video": VideoPublic, "job": JobPublic}``: the job captions the video.
@@ -306,12 +323,104 @@ class VidcapClient:
             OSError: The file cannot be read.
         """
         options = self._options(segment_seconds, frames_per_second, max_frames, language, translate)
+        if direct or (direct is None and idempotency_key is None and self._offers_direct()):
+            return self._upload_direct(Path(path), options, on_progress, resume_dir)
         fields = {k: "true" if v is True else str(v) for k, v in options.items()}
         body = _MultipartFile(Path(path), fields, on_progress)
         headers = {"Content-Type": body.content_type, "Content-Length": str(body.content_length)}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         return cast(dict[str, Any], self._json("POST", "/v1/videos", content=body, headers=headers))
+
+    def _offers_direct(self) -> bool:
+        """Whether the server takes direct uploads (asked once per client)."""
+        if self._direct is None:
+            self._direct = bool(self._json("GET", "/v1/uploads")["direct"])
+        return self._direct
+
+    def _upload_direct(
+        self,
+        path: Path,
+        options: dict[str, Any],
+        on_progress: ProgressCallback | None,
+        resume_dir: str | os.PathLike[str] | None,
+    ) -> dict[str, Any]:
+        """A direct upload (see :meth:`upload`), resumed when it was interrupted before."""
+        stat = path.stat()
+        size = stat.st_size
+        marker = f"{self.server}|{path.resolve()}|{size}|{stat.st_mtime_ns}|"
+        marker += json.dumps(options, sort_keys=True)
+        folder = Path(resume_dir or Path.home() / ".cache" / "vidcap" / "uploads")
+        state = folder / (hashlib.sha256(marker.encode()).hexdigest()[:32] + ".json")
+        started = None
+        if state.is_file():
+            with contextlib.suppress(VidcapError, ValueError, KeyError):
+                video_id = json.loads(state.read_text())["video_id"]
+                started = self._json("GET", f"/v1/videos/{quote(video_id, safe='')}/upload")
+        if started is None:
+            body = {"filename": path.name, "size_bytes": size, **options}
+            started = self._json("POST", "/v1/videos/direct", json=body)
+            folder.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({"video_id": started["video"]["id"]}))
+        upload = started["upload"]
+        pieces: list[tuple[str, int, int]] = []  # (url, offset, length) still to send
+        if upload["url"] is not None:
+            pieces.append((upload["url"], 0, size))
+        else:
+            part = int(upload["part_bytes"])
+            for p in upload["parts"]:
+                offset = (p["number"] - 1) * part
+                if not p["uploaded"]:
+                    pieces.append((p["url"], offset, min(part, size - offset)))
+        sent = size - sum(length for _, _, length in pieces)
+        if on_progress is not None:
+            on_progress(sent, size)
+        # The links carry their own signature: no API key goes to the store.
+        with httpx.Client(timeout=self.timeout) as store:
+            for url, offset, length in pieces:
+                self._put_piece(store, path, url, offset, length, sent, size, on_progress)
+                sent += length
+        created = cast(dict[str, Any], self._json("POST", upload["complete_url"]))
+        state.unlink(missing_ok=True)
+        return created
+
+    def _put_piece(
+        self,
+        store: httpx.Client,
+        path: Path,
+        url: str,
+        offset: int,
+        length: int,
+        before: int,
+        total: int,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        """PUTs ``length`` bytes of ``path`` from ``offset`` to a presigned link, streamed."""
+
+        def chunks() -> Iterator[bytes]:
+            done = 0
+            with path.open("rb") as f:
+                f.seek(offset)
+                while done < length:
+                    chunk = f.read(min(CHUNK_BYTES, length - done))
+                    if not chunk:
+                        raise OSError(f"{path} shrank while it was being uploaded")
+                    yield chunk
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(before + done, total)
+
+        try:
+            response = store.put(url, content=chunks(), headers={"Content-Length": str(length)})
+        except httpx.TransportError as e:
+            raise VidcapError.from_transport(e, url.split("?")[0]) from e
+        if response.is_error:
+            raise VidcapError(
+                "upload_failed",
+                f"the store refused a part of the upload ({response.status_code}):"
+                f" {response.text[:300]}",
+                status=response.status_code,
+            )
 
     def upload_url(
         self,

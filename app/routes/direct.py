@@ -33,6 +33,7 @@ from app.schemas import (
     DirectUploadCreate,
     DirectUploadStarted,
     JobPublic,
+    UploadOptions,
     UploadPart,
     VideoCreated,
     VideoOptions,
@@ -43,6 +44,7 @@ from workers.queue import create_job
 from workers.store import new_id, now, video_key, videos_key
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
+uploads_router = APIRouter(prefix="/v1/uploads", tags=["videos"])
 
 MAX_PARTS = 10_000  # S3's most parts of one upload
 UPLOAD_NAME = "upload"  # the object's name until a worker has probed it (then source.<ext>)
@@ -57,6 +59,21 @@ def _s3(services: Services) -> S3Storage:
             " (POST /v1/videos with a multipart `file`)",
         )
     return services.storage
+
+
+@uploads_router.get(
+    "", response_model=UploadOptions, responses=error_responses(ErrorCode.UNAUTHORIZED)
+)
+async def upload_options(services: ServicesDep, tenant: TenantDep) -> UploadOptions:
+    """How this server takes uploads: directly into its store (S3), or only through the API;
+    and the largest file it takes."""
+    settings = services.settings
+    direct = isinstance(services.storage, S3Storage)
+    return UploadOptions(
+        direct=direct,
+        max_upload_bytes=settings.max_upload_bytes,
+        part_bytes=int(settings.direct_upload_part_mb * 1024 * 1024) if direct else None,
+    )
 
 
 def _instructions(services: Services, video: dict[str, Any]) -> DirectUpload:

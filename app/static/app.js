@@ -61,6 +61,15 @@
     rate_limited: "You are sending requests faster than the server allows.",
     redis_unavailable: "The server's job store is not reachable right now.",
     store_full: "The server's job store is full right now; nothing was changed. Try again later.",
+    storage_unavailable: "The server's video store is not reachable right now.",
+    scratch_full: "The worker had no room for this video. Try again later, or a smaller file.",
+    upload_failed: "The video store refused part of the upload. Choose the same file again to resume.",
+    direct_upload_unavailable: "This server takes uploads through its own address only.",
+    upload_not_pending: "This video's upload was already completed.",
+    upload_incomplete:
+      "Part of the file did not arrive. Choose the same file again to send what is missing.",
+    upload_size_mismatch:
+      "The file that arrived is not the size it should be, so it was discarded. Upload it again.",
     not_ready: "No worker is running on the server to caption videos.",
     internal_error: "Something went wrong on the server.",
     worker_lost:
@@ -76,6 +85,7 @@
     "tenant_queue_full",
     "rate_limited",
     "redis_unavailable",
+    "storage_unavailable",
     "not_ready",
   ]);
 
@@ -90,6 +100,7 @@
     generating: "Writing captions",
   };
   const STATUS_NAMES = {
+    uploading: "Uploading",
     queued: "Waiting",
     processing: "Captioning",
     ready: "Ready",
@@ -133,6 +144,7 @@
     localFiles: new Map(), // video id -> File picked on this page (a preview until media_url)
     blobUrls: [], // object URLs of the current video, revoked when it changes
     uploading: false,
+    direct: undefined, // whether the server takes uploads straight into its store (asked once)
     pendingDelete: null,
     track: null, // the caption track shown ("speech", "description", "translation"; "" off)
     lines: [], // the transcript segments listed beside the video (speech or its translation)
@@ -522,42 +534,142 @@
     for (const control of $("url-form").elements) control.disabled = busy;
   }
 
-  function uploadFile(file) {
+  // The upload form's options as JSON fields (direct uploads) and form fields (streamed).
+  function uploadOptions() {
+    const fields = { ...speechOptions() };
+    const seconds = segmentSeconds();
+    if (seconds) fields.segment_seconds = Number(seconds);
+    return fields;
+  }
+
+  function showUploadProgress(file, sent) {
+    const percent = file.size ? Math.floor((100 * sent) / file.size) : 100;
+    $("upload-progress").value = percent;
+    $("upload-percent").textContent = `${percent}%`;
+    if (sent >= file.size) $("upload-label").textContent = `Checking ${file.name}…`;
+  }
+
+  async function uploadFile(file) {
     if (state.uploading) return;
     clearError($("upload-error"));
-    let seconds;
+    let fields;
     try {
-      seconds = segmentSeconds();
+      fields = uploadOptions();
     } catch (error) {
       showError($("upload-error"), error);
       return;
     }
-    const form = new FormData();
-    form.append("file", file, file.name);
-    if (seconds) form.append("segment_seconds", seconds);
-    for (const [name, value] of Object.entries(speechOptions())) form.append(name, String(value));
-
     setUploading(true);
-    const box = $("upload-progress-box");
-    const bar = $("upload-progress");
-    box.hidden = false;
-    bar.value = 0;
+    $("upload-progress-box").hidden = false;
+    $("upload-progress").value = 0;
     $("upload-label").textContent = `Uploading ${file.name}…`;
     $("upload-percent").textContent = "0%";
+    let created = null;
+    try {
+      created = await uploadDirect(file, fields);
+    } catch (error) {
+      uploadDone(file, null, error);
+      return;
+    }
+    if (created) uploadDone(file, created, null);
+    else uploadThroughApi(file, fields);
+  }
+
+  function uploadDone(file, created, error) {
+    setUploading(false);
+    $("upload-progress-box").hidden = true;
+    if (error) {
+      showError($("upload-error"), error);
+      return;
+    }
+    $("file-input").value = "";
+    state.localFiles.set(created.video.id, file);
+    accepted(created);
+  }
+
+  // A server that stores videos in S3 takes the bytes straight into the store, on presigned
+  // links (in parts for a large file). An interrupted upload of the same file with the same
+  // options resumes: its video is remembered in localStorage until the upload completes.
+  // Resolves to null when the server does not offer direct uploads.
+  async function uploadDirect(file, fields) {
+    if (state.direct === undefined) state.direct = (await api("/v1/uploads")).direct;
+    if (!state.direct) return null;
+    const mark = `vidcap.upload:${file.name}:${file.size}:${file.lastModified}:${JSON.stringify(fields)}`;
+    let started = null;
+    const remembered = localStorage.getItem(mark);
+    if (remembered) {
+      try {
+        started = await api(`/v1/videos/${encodeURIComponent(remembered)}/upload`);
+      } catch {
+        localStorage.removeItem(mark); // completed, deleted or expired: start again
+      }
+    }
+    if (!started) {
+      const body = { filename: file.name, size_bytes: file.size, ...fields };
+      started = await api("/v1/videos/direct", { method: "POST", json: body });
+      localStorage.setItem(mark, started.video.id);
+    }
+    const upload = started.upload;
+    const pieces = upload.url
+      ? [{ url: upload.url, start: 0, end: file.size }]
+      : upload.parts
+          .filter((part) => !part.uploaded)
+          .map((part) => ({
+            url: part.url,
+            start: (part.number - 1) * upload.part_bytes,
+            end: Math.min(part.number * upload.part_bytes, file.size),
+          }));
+    let sent = file.size - pieces.reduce((total, piece) => total + piece.end - piece.start, 0);
+    showUploadProgress(file, sent);
+    for (const piece of pieces) {
+      await putPiece(piece.url, file.slice(piece.start, piece.end), (loaded) =>
+        showUploadProgress(file, Math.min(file.size, sent + loaded)),
+      );
+      sent += piece.end - piece.start;
+    }
+    const created = await api(upload.complete_url, { method: "POST" });
+    localStorage.removeItem(mark);
+    return created;
+  }
+
+  // PUTs a piece of the file to a presigned link (which carries its own signature: no key).
+  function putPiece(url, blob, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", url);
+      xhr.upload.addEventListener("progress", (event) => onProgress(event.loaded));
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) resolve();
+        else {
+          const message = `the store refused a part of the upload (HTTP ${xhr.status})`;
+          reject(new ApiError("upload_failed", message, { status: xhr.status }));
+        }
+      });
+      const interrupted = () =>
+        reject(
+          new ApiError(
+            "upload_interrupted",
+            "the connection closed during the upload; choose the same file again to resume",
+          ),
+        );
+      xhr.addEventListener("error", interrupted);
+      xhr.addEventListener("timeout", interrupted);
+      xhr.send(blob);
+    });
+  }
+
+  function uploadThroughApi(file, fields) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
 
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/v1/videos");
     for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
-      if (!event.lengthComputable) return;
-      const percent = Math.floor((100 * event.loaded) / event.total);
-      bar.value = percent;
-      $("upload-percent").textContent = `${percent}%`;
-      if (event.loaded >= event.total) $("upload-label").textContent = `Checking ${file.name}…`;
+      if (event.lengthComputable) showUploadProgress(file, (event.loaded * file.size) / event.total);
     });
     xhr.addEventListener("load", () => {
-      setUploading(false);
-      box.hidden = true;
       let body = null;
       try {
         body = JSON.parse(xhr.responseText);
@@ -567,21 +679,16 @@
       const headers = { get: (name) => xhr.getResponseHeader(name) };
       if (xhr.status === 200 || xhr.status === 202) {
         if (!body || !body.video) {
-          showError($("upload-error"), new ApiError("bad_response", "no video in the answer"));
-          return;
+          uploadDone(file, null, new ApiError("bad_response", "no video in the answer"));
+        } else {
+          uploadDone(file, body, null);
         }
-        $("file-input").value = "";
-        state.localFiles.set(body.video.id, file);
-        accepted(body);
       } else {
-        showError($("upload-error"), errorFrom(xhr.status, body, headers));
+        uploadDone(file, null, errorFrom(xhr.status, body, headers));
       }
     });
-    const failed = (code) => () => {
-      setUploading(false);
-      box.hidden = true;
-      showError($("upload-error"), new ApiError(code, "the connection closed during the upload"));
-    };
+    const failed = (code) => () =>
+      uploadDone(file, null, new ApiError(code, "the connection closed during the upload"));
     xhr.addEventListener("error", failed("upload_interrupted"));
     xhr.addEventListener("timeout", failed("upload_interrupted"));
     xhr.send(form);

@@ -5,6 +5,7 @@ probes what arrived. Bad completions are refused with stable codes and lose noth
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,8 +70,8 @@ def test_a_video_sent_to_s3_in_one_put_is_probed_and_captioned(
     assert video["filename"] == "holiday.mp4"
     # Stored under the probed container's name; the upload's name is gone.
     prefix = f"videos/alice/{video_id}/"
-    assert prefix + "source.mp4" in direct.keys(prefix)
-    assert prefix + "upload" not in direct.keys(prefix)
+    assert prefix + "source.mp4" in direct.stored(prefix)
+    assert prefix + "upload" not in direct.stored(prefix)
 
 
 def test_a_multipart_upload_resumes_and_its_parts_join_in_order(
@@ -94,7 +95,7 @@ def test_a_multipart_upload_resumes_and_its_parts_join_in_order(
         assert httpx.put(resumed["parts"][1]["url"], content=data[part : 2 * part]).is_success
         done = client.post(upload["complete_url"])
         assert done.status_code == 202, done.text
-        stored = direct.keys(f"videos/alice/{video_id}/")
+        stored = direct.stored(f"videos/alice/{video_id}/")
         job = finished(client, done.json()["job"]["id"])
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "upload_incomplete"
@@ -103,7 +104,7 @@ def test_a_multipart_upload_resumes_and_its_parts_join_in_order(
     # The worker probed what was joined and refused it, as the API refuses a streamed upload;
     # the useless bytes are gone from the store.
     assert job["state"] == "failed" and job["error"]["code"] == "not_a_video", job
-    assert direct.keys(f"videos/alice/{video_id}/") == []
+    assert direct.stored(f"videos/alice/{video_id}/") == []
 
 
 def test_the_joined_object_holds_the_bytes_in_order(
@@ -118,7 +119,7 @@ def test_the_joined_object_holds_the_bytes_in_order(
             chunk = data[(p["number"] - 1) * part : p["number"] * part]
             assert httpx.put(p["url"], content=chunk).is_success
         assert client.post(upload["complete_url"]).status_code == 202
-    (key,) = service.keys()
+    (key,) = service.stored()
     assert service.storage.fetch(key, tmp_path / "joined")
     assert (tmp_path / "joined").read_bytes() == data
 
@@ -142,7 +143,7 @@ def test_bad_direct_uploads_are_refused_and_leave_nothing(
     assert unsent.status_code == 409 and unsent.json()["error"]["code"] == "upload_incomplete"
     assert mismatch.status_code == 422
     assert mismatch.json()["error"]["code"] == "upload_size_mismatch"
-    assert direct.keys(f"videos/alice/{short['video']['id']}/") == []  # discarded
+    assert direct.stored(f"videos/alice/{short['video']['id']}/") == []  # discarded
     assert deleted.status_code == 204
     bucket = direct.env["VIDCAP_S3_BUCKET"]
     uploads = direct.s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
@@ -151,3 +152,60 @@ def test_bad_direct_uploads_are_refused_and_leave_nothing(
     assert bad_field.json()["error"]["code"] == "validation_error"
     assert unavailable.status_code == 409
     assert unavailable.json()["error"]["code"] == "direct_upload_unavailable"
+
+
+class Interrupted(Exception):
+    """The user stopped the upload (as Ctrl-C would)."""
+
+
+def test_the_client_uploads_directly_and_resumes_an_interrupted_upload(
+    direct: Service, make_video: Any, tmp_path: Path
+) -> None:
+    import redis
+
+    from vidcap.client import VidcapClient
+    from workers.store import video_key
+
+    records = redis.Redis.from_url(direct.redis.url, decode_responses=True)
+    small = make_video("h264_aac_mp4", duration=1, width=96)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))
+    part = PART_MB * 1024 * 1024
+    seen: list[tuple[int, int]] = []
+
+    def stop_after_first_part(sent: int, total: int) -> None:
+        seen.append((sent, total))
+        if sent > part:
+            raise Interrupted()
+
+    with VidcapClient(direct.url, "key-alice-0001") as client:
+        created = client.upload(small, resume_dir=tmp_path / "state")
+        job = client.wait(created["job"]["id"], timeout=120)
+        with pytest.raises(Interrupted):
+            client.upload(big, resume_dir=tmp_path / "state", on_progress=stop_after_first_part)
+        # What the client remembers of the unfinished upload: its video.
+        (state,) = (tmp_path / "state").iterdir()
+        first_id = json.loads(state.read_text())["video_id"]
+        assert seen[0] == (0, big.stat().st_size)
+        progress: list[int] = []
+        resumed = client.upload(
+            big, resume_dir=tmp_path / "state", on_progress=lambda s, _t: progress.append(s)
+        )
+    assert job["state"] == "succeeded", (job, direct.logs())
+    assert json.loads(records.get(video_key(created["video"]["id"])))["direct"] is True
+    # The second call went on with the same video, from the first part on.
+    assert resumed["video"]["id"] == first_id
+    assert progress[0] == part and progress[-1] == big.stat().st_size
+    assert list((tmp_path / "state").iterdir()) == []  # nothing left to resume
+    (key,) = direct.stored(f"videos/alice/{first_id}/")
+    assert direct.storage.fetch(key, tmp_path / "joined")
+    assert (tmp_path / "joined").read_bytes() == big.read_bytes()
+
+
+def test_the_server_says_which_uploads_it_takes(direct: Service, service: Service) -> None:
+    with direct.client() as client:
+        s3 = client.get("/v1/uploads").json()
+    with service.client() as client:
+        local = client.get("/v1/uploads").json()
+    assert s3 == {"direct": True, "max_upload_bytes": 2048 * 1024**2, "part_bytes": 5 * 1024**2}
+    assert local == {"direct": False, "max_upload_bytes": 2048 * 1024**2, "part_bytes": None}

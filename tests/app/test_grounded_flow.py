@@ -44,7 +44,7 @@ def test_caption_then_question_with_evidence_from_the_cached_context(
         assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 2.0), (2.0, 4.0)]
         assert "transcript" in result and "tags" in result  # the experts ran
         prefix = f"videos/alice/{video_id}/"
-        stored = grounded_service.keys(prefix)
+        stored = grounded_service.stored(prefix)
         assert prefix + "context.npz" in stored and prefix + "perception.json" in stored
         assert prefix + "features.safetensors" not in stored
         for key in stored:  # only the stored context can answer now
@@ -64,6 +64,6 @@ def test_caption_then_question_with_evidence_from_the_cached_context(
             assert 0.0 <= item["start"] <= item["end"] <= 4.0 + 1e-6
             assert isinstance(item["snippet"], str)
         assert client.delete(f"/v1/videos/{video_id}").status_code == 204
-        assert grounded_service.keys(prefix) == []
+        assert grounded_service.stored(prefix) == []
     if grounded_service.s3 is not None:  # the worker read and wrote through S3 alone
         assert [p for p in grounded_service.worker_dir(0).rglob("*") if p.is_file()] == []

@@ -465,3 +465,57 @@ def test_page_shows_speech_tracks_transcript_tags_and_screen_text(
     shot(page, "text-2-phone", full_page=True)
 
     assert page.errors == [], page.errors
+
+
+def test_page_uploads_straight_to_s3_and_resumes_after_the_page_was_closed(
+    s3_server: Any, make_service: Any, make_video: Any, page_of: Any, tmp_path: Path
+) -> None:
+    service = make_service(env={"VIDCAP_DIRECT_UPLOAD_PART_MB": "5"}, s3=s3_server)
+    page = page_of()
+    page.goto(service.url + "/")
+    page.get_by_label("API key", exact=True).fill(API_KEYS["alice"])
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_text("No videos yet").wait_for()
+    csp = httpx.get(service.url + "/").headers["content-security-policy"]
+    assert f"connect-src 'self' {s3_server.endpoint}" in csp  # the page may reach the store
+
+    # A video goes to the store in one PUT, is captioned, and plays from the store.
+    video_file = make_video("h264_aac_mp4", duration=2)
+    page.locator("#file-input").set_input_files(str(video_file))
+    page.locator("#caption").wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 2")
+    with service.client() as client:
+        (video,) = client.get("/v1/videos").json()["videos"]
+    assert video["status"] == "ready" and video["media"]["container"] == "mp4"
+    assert f"videos/alice/{video['id']}/source.mp4" in service.stored()
+    assert not (service.data_dir / "videos").exists()  # nothing through the API's disk
+
+    # A large file in parts, slowed down; the page is closed mid-way (reloaded), then the
+    # same file is chosen again: it goes on with the same video, from the parts stored.
+    big = tmp_path / "holiday.mov"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))  # not a video: the worker will say so
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    throttle = {"offline": False, "latency": 0, "downloadThroughput": -1}
+    cdp.send("Network.emulateNetworkConditions", {**throttle, "uploadThroughput": 1_000_000})
+    page.locator("#file-input").set_input_files(str(big))
+    page.wait_for_function("() => document.querySelector('#upload-progress').value > 50")
+    page.reload()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {**throttle, "uploadThroughput": -1})
+    page.get_by_text("holiday.mov").first.wait_for()  # listed, still uploading
+    page.locator("#file-input").set_input_files(str(big))
+    error = page.locator("#upload-error")
+    page.locator("#video-error").get_by_text("This file is not a video.").wait_for(timeout=60_000)
+    with service.client() as client:
+        videos = client.get("/v1/videos").json()["videos"]
+    assert [v["filename"] for v in videos] == ["holiday.mov", video_file.name]  # one, resumed
+    assert videos[0]["status"] == "failed"
+    assert videos[0]["error"]["code"] == "not_a_video"
+    assert (
+        page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('vidcap.upload'))") == []
+    )
+    assert error.is_hidden() or "upload" not in error.inner_text()
+    unexpected = [e for e in page.errors if not EXPECTED_CONSOLE.search(e)]
+    assert not unexpected, unexpected

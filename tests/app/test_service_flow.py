@@ -125,7 +125,7 @@ def test_question_is_answered_from_cached_features_without_decoding(
     video_id = captioned["video"]["id"]
     # Remove the video file itself: only the stored features can answer now.
     prefix = f"videos/alice/{video_id}/"
-    stored = service.keys(prefix)
+    stored = service.stored(prefix)
     sources = [k for k in stored if k.startswith(prefix + "source.")]
     assert sources and prefix + "features.safetensors" in stored
     for source in sources:
@@ -246,7 +246,7 @@ def test_same_bytes_reuse_the_stored_video(service: Any, make_video: Any) -> Non
     assert again.json()["video"]["id"] == first.json()["video"]["id"]
     assert other_options.status_code == 202
     assert other_options.json()["video"]["id"] != first.json()["video"]["id"]
-    stored = {key.split("/")[2] for key in service.keys("videos/alice/")}
+    stored = {key.split("/")[2] for key in service.stored("videos/alice/")}
     assert first.json()["video"]["id"] in stored
 
 
@@ -306,12 +306,12 @@ def test_delete_removes_file_features_records_and_questions(service: Any, make_v
         video_id = body["video"]["id"]
         finished(client, body["job"]["id"])
         prefix = f"videos/alice/{video_id}/"
-        assert prefix + "features.safetensors" in service.keys(prefix)
+        assert prefix + "features.safetensors" in service.stored(prefix)
         assert client.delete(f"/v1/videos/{video_id}").status_code == 204
         assert client.get(f"/v1/videos/{video_id}").status_code == 404
         assert client.get(f"/v1/jobs/{body['job']['id']}").status_code == 404
         assert client.delete(f"/v1/videos/{video_id}").status_code == 404
-    assert service.keys(prefix) == []
+    assert service.stored(prefix) == []
 
 
 def test_health_readiness_and_metrics(service: Any, captioned: dict[str, Any]) -> None:
@@ -367,7 +367,7 @@ def test_with_s3_the_worker_keeps_no_files_and_the_api_no_videos(
     if service.s3 is None:
         pytest.skip("with the local store the API and the worker share the data folder")
     assert captioned["finished"]["state"] == "succeeded"
-    stored = service.keys(f"videos/alice/{captioned['video']['id']}/")
+    stored = service.stored(f"videos/alice/{captioned['video']['id']}/")
     assert any(k.endswith("/features.safetensors") for k in stored)  # written through S3
     # The worker downloaded the video into scratch and removed it after the job; the API
     # kept nothing but its (empty) upload spool.
