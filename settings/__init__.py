@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     # the API cannot be used to reach the machines behind it.
     fetch_allow_private: bool = False
 
+    # Job loops per worker process, sharing its model; their model calls are batched (a call
+    # waits batch_wait_ms for others to join it). 0: 1 on a CPU, 4 on a GPU.
+    worker_threads: int = Field(default=0, ge=0, le=64)
+    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+
     # --- jobs and retention ---------------------------------------------------------------
     retention_days: float = Field(default=7.0, gt=0)  # videos, jobs, results, files
     job_timeout_base_s: float = Field(default=120.0, gt=0)

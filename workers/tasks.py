@@ -132,6 +132,7 @@ class Attempt:
             target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True
         )
         self._heartbeat.start()
+        runtime.watchdog().started(self.job_id, float(self.record["timeout_s"]))
         return self.record
 
     def _beat(self) -> None:
@@ -293,6 +294,7 @@ class Attempt:
         """Stops the heartbeat and frees the tenant's running slot (best effort: a slot that
         is not freed lapses with its lease)."""
         self._stop.set()
+        runtime.watchdog().ended(self.job_id)
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
         if self.tenant is not None:
@@ -543,6 +545,8 @@ def caption_grounded(job: Attempt, video: dict[str, Any], ws: Workspace) -> None
     """:func:`caption_video` with the grounded captioner: the experts run, then the model
     reads what they found (stored as ``context.npz``: questions read it back)."""
     from models.captioner.grounded_pipeline import CONTEXT_NAME, GroundedPipeline
+    from models.captioner.grounding import DESCRIBE
+    from models.captioner.pipeline import Segment
 
     settings, pipe = runtime.settings(), runtime.pipeline()
     assert isinstance(pipe, GroundedPipeline)
@@ -574,9 +578,11 @@ def caption_grounded(job: Attempt, video: dict[str, Any], ws: Workspace) -> None
         pipe.save_context(ctx, ws.path(CONTEXT_NAME))
         ws.put(CONTEXT_NAME)
     make_preview(job, ws, video)
-    description = pipe.describe(ctx, timer=job.timer)
-    segments = pipe.describe_segments(ctx, options["segment_seconds"], timer=job.timer)
-    finish_caption(job, description, segments, found)
+    # The description and every segment's in one call (batched with other jobs' calls).
+    spans, items = pipe.segment_items(ctx, options["segment_seconds"])
+    written = runtime.generate([(ctx, DESCRIBE), *items], job.timer)
+    segments = [Segment(s, e, a.text) for (s, e), a in zip(spans, written[1:], strict=True)]
+    finish_caption(job, written[0].text, segments, found)
 
 
 def finish_caption(job: Attempt, caption: str, segments: list[Segment], found: Perception) -> None:
@@ -636,7 +642,7 @@ def answer_question(job_id: str) -> None:
                 raise Canceled()  # the video was deleted since the question was asked
             if isinstance(pipe, GroundedPipeline):
                 ctx = pipe.load_context(stored)
-                found = pipe.answer(ctx, [question], timer=job.timer)[0]
+                (found,) = runtime.generate([(ctx, question)], job.timer)
                 answer, evidence = found.text, [e.to_dict() for e in found.evidence]
             else:
                 answer = pipe.answer(VideoFeatures.load(stored), question, timer=job.timer)

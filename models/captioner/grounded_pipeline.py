@@ -251,34 +251,56 @@ class GroundedPipeline:
                 out.append((tidy(text), packed, row, scores, encoded.audio_logits))
         return out
 
-    def describe(self, ctx: VideoContext, *, timer: StageTimer | None = None) -> str:
-        """A description of the whole video."""
-        return self._run([ctx], [DESCRIBE], timer)[0][0]
-
-    def describe_segments(
-        self, ctx: VideoContext, segment_seconds: float, *, timer: StageTimer | None = None
-    ) -> list[Segment]:
-        """One description per ``segment_seconds`` stretch, in order."""
-        spans = segment_spans(max(ctx.duration, 1e-3), segment_seconds)
-        done = self._run([ctx.window(s, e) for s, e in spans], [DESCRIBE_PART] * len(spans), timer)
-        return [Segment(s, e, text) for (s, e), (text, *_rest) in zip(spans, done, strict=True)]
-
-    def answer(
-        self, ctx: VideoContext, questions: Sequence[str], *, timer: StageTimer | None = None
+    def generate(
+        self,
+        items: Sequence[tuple[VideoContext, str]],
+        *,
+        timer: StageTimer | None = None,
     ) -> list[Answer]:
-        """Answers with the moments they rest on; "the video does not say" when it does not."""
-        if any(not q.strip() for q in questions):
+        """What the model writes for each (context, prompt), in one batched pass per
+        ``batch_size``: the contexts may be of different videos (a worker batches the calls
+        of several jobs into one; :mod:`workers.batcher`). A prompt is a question (its answer
+        comes with the moments it rests on, or is "the video does not say") or one of the
+        description prompts (``DESCRIBE``, ``DESCRIBE_PART``: text only).
+        """
+        if any(not prompt.strip() for _, prompt in items):
             raise ValueError("a question must not be empty")
         results = []
         read: dict[int, list[list[Evidence]]] = {}  # per batch: evidence is read once
-        for text, packed, row, scores, audio_logits in self._run(
-            [ctx] * len(questions), questions, timer
-        ):
+        done = self._run([c for c, _ in items], [p for _, p in items], timer)
+        for (_, prompt), (text, packed, row, scores, audio_logits) in zip(items, done, strict=True):
+            if prompt in (DESCRIBE, DESCRIBE_PART):
+                results.append(Answer(text))
+                continue
             if text.lower().rstrip(".") == NO_ANSWER:
                 results.append(Answer(NO_ANSWER))
                 continue
             if id(packed) not in read:
                 read[id(packed)] = read_evidence(packed, scores, audio_logits)
-            evidence = read[id(packed)][row]
-            results.append(Answer(text, tuple(evidence)))
+            results.append(Answer(text, tuple(read[id(packed)][row])))
         return results
+
+    def describe(self, ctx: VideoContext, *, timer: StageTimer | None = None) -> str:
+        """A description of the whole video."""
+        return self.generate([(ctx, DESCRIBE)], timer=timer)[0].text
+
+    def segment_items(
+        self, ctx: VideoContext, segment_seconds: float
+    ) -> tuple[list[tuple[float, float]], list[tuple[VideoContext, str]]]:
+        """The spans of ``segment_seconds`` and the (window, prompt) items describing them."""
+        spans = segment_spans(max(ctx.duration, 1e-3), segment_seconds)
+        return spans, [(ctx.window(s, e), DESCRIBE_PART) for s, e in spans]
+
+    def describe_segments(
+        self, ctx: VideoContext, segment_seconds: float, *, timer: StageTimer | None = None
+    ) -> list[Segment]:
+        """One description per ``segment_seconds`` stretch, in order."""
+        spans, items = self.segment_items(ctx, segment_seconds)
+        done = self.generate(items, timer=timer)
+        return [Segment(s, e, a.text) for (s, e), a in zip(spans, done, strict=True)]
+
+    def answer(
+        self, ctx: VideoContext, questions: Sequence[str], *, timer: StageTimer | None = None
+    ) -> list[Answer]:
+        """Answers with the moments they rest on; "the video does not say" when it does not."""
+        return self.generate([(ctx, q) for q in questions], timer=timer)

@@ -5,6 +5,8 @@ shared by the API and the worker."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,36 @@ def test_caption_then_question_with_evidence_from_the_cached_context(
         assert grounded_service.stored(prefix) == []
     if grounded_service.s3 is not None:  # the worker read and wrote through S3 alone
         assert [p for p in grounded_service.worker_dir(0).rglob("*") if p.is_file()] == []
+
+
+def test_job_threads_of_one_worker_answer_together(
+    tmp_path: Path, tiny_grounded_dir: Path, make_video: Any
+) -> None:
+    import redis
+
+    from workers.store import job_key
+
+    svc = Service(tmp_path / "threads", tiny_grounded_dir, env={"VIDCAP_WORKER_THREADS": "3"})
+    try:
+        svc.start(workers=1)
+        with svc.client() as client:
+            sent = upload(client, make_video("h264_aac_mp4", duration=2))
+            video_id = sent.json()["video"]["id"]
+            assert finished(client, sent.json()["job"]["id"])["state"] == "succeeded"
+            asked = [
+                client.post(f"/v1/videos/{video_id}/questions", json={"question": f"what {i}?"})
+                for i in range(9)
+            ]
+            jobs = [finished(client, r.json()["id"]) for r in asked]
+        records = redis.Redis.from_url(svc.redis.url, decode_responses=True)
+        ran = [json.loads(records.get(job_key(j["id"])))["worker"] for j in jobs]
+    finally:
+        svc.stop()
+    assert svc.workers[0].returncode == 0  # SIGTERM: every job loop left cleanly
+    assert all(j["state"] == "succeeded" for j in jobs), [j["error"] for j in jobs]
+    assert all(isinstance(j["result"]["answer"], str) for j in jobs)
+    # One process (one model in memory), several job threads, jobs running at once.
+    assert len({w["pid"] for w in ran}) == 1
+    assert len({w["thread"] for w in ran}) >= 2
+    spans = sorted((j["started_at"], j["finished_at"]) for j in jobs)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
