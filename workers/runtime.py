@@ -401,5 +401,10 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
         generator = _state.pop("generator", None)
         if generator is not None:
             generator.close()
+            done = generator.stats
+            log.info(
+                "generate: %d calls in %d batches (mean %.2f, largest %d)",
+                done.calls, done.batches, done.mean, done.largest,
+            )  # fmt: skip
         with contextlib.suppress(redis.RedisError):
             store().redis.delete(key)
