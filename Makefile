@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.caption_job
 	$(BIN)/python -m bench.service
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.batching
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache bench/out

@@ -72,7 +72,13 @@ def run(threads: int, questions: int, device: str) -> dict[str, Any]:
     """Caption jobs and questions per second for one worker with ``threads`` job loops."""
     with tempfile.TemporaryDirectory(prefix="vidcap-batching-") as tmp:
         stack = Stack(Path(tmp), max_upload_mb=2048)
-        stack.env.update(VIDCAP_WORKER_THREADS=str(threads), VIDCAP_DEVICE=device)
+        stack.env.update(
+            VIDCAP_WORKER_THREADS=str(threads),
+            VIDCAP_DEVICE=device,
+            # Everything is sent at once, by one tenant: no per-tenant limits in the way.
+            VIDCAP_MAX_UPLOADS_PER_TENANT="64",
+            VIDCAP_RATE_LIMIT_PER_MINUTE="0",
+        )
         with stack, api_client(stack) as client, ThreadPoolExecutor(32) as pool:
             # Caption jobs, all at once.
             videos = caption_videos()
