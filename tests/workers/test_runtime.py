@@ -41,3 +41,32 @@ def test_an_idle_job_thread_leaves_its_loop_soon_after_a_stop(redis_client: redi
     loop.join(15)
     assert not loop.is_alive()
     assert time.monotonic() - began < STOP_CHECK_S + 3
+
+
+def spin(seconds: float) -> str:
+    """A job that computes for ``seconds`` (Python code: a timeout can interrupt it)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1000))
+    return "done"
+
+
+def test_a_job_thread_keeps_its_own_time_limit(redis_client: redis.Redis) -> None:
+    from rq import Queue
+    from rq.job import JobStatus
+
+    queue = Queue("limits", connection=redis_client, serializer=JSONSerializer)
+    slow = queue.enqueue(spin, 30, job_timeout=1)
+    quick = queue.enqueue(spin, 0.1, job_timeout=5)
+    worker = ThreadWorker([queue], connection=redis_client, serializer=JSONSerializer)
+    began = time.monotonic()
+    loop = threading.Thread(
+        target=worker.work, kwargs={"burst": True, "with_scheduler": False}, daemon=True
+    )
+    loop.start()  # a thread, not the main one: RQ's SIGALRM limit cannot work here
+    loop.join(30)
+    assert not loop.is_alive()
+    assert time.monotonic() - began < 15  # the 30 s job was stopped at its 1 s limit
+    assert slow.get_status(refresh=True) == JobStatus.FAILED
+    assert "JobTimeoutException" in (slow.latest_result().exc_string or "")
+    assert quick.get_status(refresh=True) == JobStatus.FINISHED  # the next job ran as usual
