@@ -335,7 +335,12 @@ class VidcapClient:
     def _offers_direct(self) -> bool:
         """Whether the server takes direct uploads (asked once per client)."""
         if self._direct is None:
-            self._direct = bool(self._json("GET", "/v1/uploads")["direct"])
+            try:
+                self._direct = bool(self._json("GET", "/v1/uploads")["direct"])
+            except VidcapError as e:
+                if e.status != 404:
+                    raise
+                self._direct = False  # a server from before direct uploads
         return self._direct
 
     def _upload_direct(
