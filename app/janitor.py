@@ -27,6 +27,12 @@ GRACE_S = 10.0
 ABANDONED_UPLOAD_S = 3600.0
 
 
+def _video_id(key: str) -> str:
+    """The video id of a key ``videos/{tenant}/{id}/...``."""
+    parts = key.split("/")
+    return parts[2] if len(parts) >= 4 and parts[0] == VIDEOS.rstrip("/") else ""
+
+
 def _videos(storage: Storage) -> dict[str, list[StoredObject]]:
     """Stored objects by video prefix (``videos/{tenant}/{id}/``)."""
     found: dict[str, list[StoredObject]] = {}
@@ -68,7 +74,7 @@ def sweep(
     for prefix, objects in sorted(_videos(storage).items()):
         if now - _stored_at(objects) < grace_s:
             continue
-        if store.redis.exists(video_key(prefix.rstrip("/").rsplit("/", 1)[-1])):
+        if store.redis.exists(video_key(_video_id(objects[0].key))):
             continue
         storage.delete_prefix(prefix)
         removed.append(prefix)
@@ -78,7 +84,10 @@ def sweep(
         if part.stat().st_mtime < now - abandoned_s:
             part.unlink(missing_ok=True)
             removed.append(str(part))
-    aborted = storage.abort_stale_uploads(abandoned_s)
+    # A pending direct upload may take longer than that: its parts stay while its record does.
+    aborted = storage.abort_stale_uploads(
+        abandoned_s, keep=lambda key: bool(store.redis.exists(video_key(_video_id(key))))
+    )
     if aborted:
         removed.append(f"{aborted} unfinished multipart upload(s)")
     for what in removed:

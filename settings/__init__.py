@@ -195,6 +195,11 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def direct_upload_part_bytes(self) -> int:
+        """The part size of direct uploads in bytes."""
+        return int(self.direct_upload_part_mb * 1024 * 1024)
+
+    @property
     def scratch(self) -> Path:
         """The root of workers' scratch folders."""
         return self.scratch_dir or self.data_dir / "scratch"

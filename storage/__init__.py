@@ -26,7 +26,7 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -100,8 +100,11 @@ class Storage(ABC):
         the store cannot give one (the API then serves the bytes itself)."""
         return None
 
-    def abort_stale_uploads(self, older_than_s: float) -> int:
-        """Aborts multipart uploads begun more than ``older_than_s`` ago; how many."""
+    def abort_stale_uploads(
+        self, older_than_s: float, keep: Callable[[str], bool] = lambda key: False
+    ) -> int:
+        """Aborts multipart uploads begun more than ``older_than_s`` ago, except those whose
+        key ``keep`` says are still wanted (a client's direct upload); how many."""
         return 0
 
     def link_origin(self) -> str | None:
@@ -214,7 +217,7 @@ class S3Storage(Storage):
     """Objects in one bucket of an S3 service, under an optional key prefix.
 
     Args:
-        bucket: The bucket (created at start-up when missing and ``create`` is true).
+        bucket: The bucket (:meth:`ensure_bucket` creates it when missing).
         prefix: Prepended to every key ("" or ending with "/"), for a bucket shared with
             other data.
         client: A boto3 S3 client (see :func:`open_storage`).
@@ -250,13 +253,13 @@ class S3Storage(Storage):
         return self.prefix + key
 
     @staticmethod
-    def _missing(error: Exception) -> bool:
-        from botocore.exceptions import ClientError
+    def _code(error: Exception) -> str:
+        """The S3 error code of a botocore ClientError ("" for any other error)."""
+        return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
 
-        if not isinstance(error, ClientError):
-            return False
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+    @classmethod
+    def _missing(cls, error: Exception) -> bool:
+        return cls._code(error) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
     def _fail(self, what: str, error: Exception) -> StorageError:
         return StorageError(f"object store ({self.describe()}): {what} failed: {error}")
@@ -377,8 +380,7 @@ class S3Storage(Storage):
                 for part in page.get("Parts", []):
                     parts[int(part["PartNumber"])] = (int(part["Size"]), str(part["ETag"]))
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("NoSuchUpload", "404"):
+            if self._code(e) in ("NoSuchUpload", "404"):
                 return None
             raise self._fail(f"listing the parts of {key}", e) from e
         return parts
@@ -419,12 +421,12 @@ class S3Storage(Storage):
     def link_origin(self) -> str | None:
         from urllib.parse import urlsplit
 
-        link = urlsplit(self.link_client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key("x")}, ExpiresIn=60
-        ))  # fmt: skip
+        link = urlsplit(str(self.url("x", expires_s=60, content_type="x", filename="x")))
         return f"{link.scheme}://{link.netloc}"
 
-    def abort_stale_uploads(self, older_than_s: float) -> int:
+    def abort_stale_uploads(
+        self, older_than_s: float, keep: Callable[[str], bool] = lambda key: False
+    ) -> int:
         cutoff = time.time() - older_than_s
         aborted = 0
         try:
@@ -433,7 +435,8 @@ class S3Storage(Storage):
             )
             for page in pages:
                 for upload in page.get("Uploads", []):
-                    if upload["Initiated"].timestamp() < cutoff:
+                    key = upload["Key"][len(self.prefix) :]
+                    if upload["Initiated"].timestamp() < cutoff and not keep(key):
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
@@ -459,8 +462,7 @@ class S3Storage(Storage):
         try:
             self.client.create_bucket(Bucket=self.bucket)
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if self._code(e) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise self._fail(f"creating bucket {self.bucket}", e) from e
         log.info("created bucket %s", self.bucket)
 

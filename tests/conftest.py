@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -628,6 +629,18 @@ class Service:
 # (3.6 M parameters), loads in a fraction of a second, and writes real captions (an untrained
 # one may write none). The grounded captioner's flow has its own test (test_grounded_flow.py).
 SERVICE_MODEL = WORLD_MODEL_DIR
+
+
+@contextlib.contextmanager
+def service_for(request: pytest.FixtureRequest, root: Path, model_dir: Path) -> Iterator[Service]:
+    """A started service (API and one worker) storing videos as a fixture's parameter says:
+    ``local`` (the API's data folder) or ``s3`` (the session's SeaweedFS, no shared folder)."""
+    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
+    svc = Service(root, model_dir, s3=s3)
+    try:
+        yield svc.start(workers=1)
+    finally:
+        svc.stop()
 
 
 @pytest.fixture

@@ -153,6 +153,8 @@ def test_stale_multipart_uploads_are_aborted(
                        UploadId=started["UploadId"], Body=b"x" * 1024)  # fmt: skip
     assert store.abort_stale_uploads(older_than_s=3600) == 0  # begun just now: kept
     time.sleep(1.1)
+    # A client's direct upload still wanted (its video has a record) stays however old.
+    assert store.abort_stale_uploads(older_than_s=1, keep=lambda key: "vid_1" in key) == 0
     assert store.abort_stale_uploads(older_than_s=1) == 1
     listed = client.list_multipart_uploads(Bucket=s3_bucket)
     assert not listed.get("Uploads")

@@ -131,6 +131,19 @@ def _multipart_header(name: str, filename: str | None = None, content_type: str 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
+def _chunks(path: Path, offset: int, length: int, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """``length`` bytes of ``path`` from ``offset``, read ``size`` at a time (never whole)."""
+    done = 0
+    with path.open("rb") as f:
+        f.seek(offset)
+        while done < length:
+            chunk = f.read(min(size, length - done))
+            if not chunk:
+                raise OSError(f"{path} shrank while it was being uploaded")
+            yield chunk
+            done += len(chunk)
+
+
 class _MultipartFile:
     """A ``multipart/form-data`` body of small fields and one file, streamed from disk.
 
@@ -174,16 +187,12 @@ class _MultipartFile:
         if self.on_progress is not None:
             self.on_progress(0, self.size)
         yield self.head
-        with self.path.open("rb") as f:
-            while sent < self.size:
-                chunk = f.read(min(self.chunk_bytes, self.size - sent))
-                if not chunk:
-                    raise OSError(f"{self.path} shrank while it was being uploaded")
-                yield chunk
-                # Back here: the transport has taken the chunk.
-                sent += len(chunk)
-                if self.on_progress is not None:
-                    self.on_progress(sent, self.size)
+        for chunk in _chunks(self.path, 0, self.size, self.chunk_bytes):
+            yield chunk
+            # Back here: the transport has taken the chunk.
+            sent += len(chunk)
+            if self.on_progress is not None:
+                self.on_progress(sent, self.size)
         yield self.tail
 
 
@@ -403,17 +412,12 @@ class VidcapClient:
         """PUTs ``length`` bytes of ``path`` from ``offset`` to a presigned link, streamed."""
 
         def chunks() -> Iterator[bytes]:
-            done = 0
-            with path.open("rb") as f:
-                f.seek(offset)
-                while done < length:
-                    chunk = f.read(min(CHUNK_BYTES, length - done))
-                    if not chunk:
-                        raise OSError(f"{path} shrank while it was being uploaded")
-                    yield chunk
-                    done += len(chunk)
-                    if on_progress is not None:
-                        on_progress(before + done, total)
+            done = before
+            for chunk in _chunks(path, offset, length):
+                yield chunk
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, total)
 
         try:
             response = store.put(url, content=chunks(), headers={"Content-Length": str(length)})

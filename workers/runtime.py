@@ -351,12 +351,13 @@ def run_worker(config: Settings, *, burst: bool = False, name: str | None = None
 
     announce()
     adopt_plain_jobs(store(), queue())
+    watching = threading.Thread(target=watchdog().watch, args=(stop,), name="watchdog", daemon=True)
+    watching.start()
     threads = [
         _every(PRESENCE_EVERY_S, stop, announce, "presence"),
         _every(REAP_EVERY_S, stop, lambda: reap(store(), queue(), settings()), "reaper"),
-        threading.Thread(target=watchdog().watch, args=(stop,), name="watchdog", daemon=True),
+        watching,
     ]
-    threads[-1].start()
     count = config.worker_threads or (4 if str(pipe.device).startswith("cuda") else 1)
     options: dict[str, Any] = {
         "connection": connection,

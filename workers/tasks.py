@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -459,15 +459,7 @@ def caption_video(job_id: str) -> None:
 
             if found is None:
                 assert source is not None
-                with job.timer.stage(PERCEPTION):
-                    found, features = runtime.perceiver().run(
-                        source,
-                        segment_seconds=options["segment_seconds"],
-                        language=options.get("language"),
-                        translate=bool(options.get("translate")),
-                        on_progress=job.perceiving,
-                        during=extract,
-                    )
+                found, features = _perceive(job, source, video, during=extract)
             else:
                 features = extract()
             job.perception_done()
@@ -522,6 +514,23 @@ def probe_upload(ws: Workspace, video: dict[str, Any]) -> dict[str, Any]:
         raise Canceled() from None  # the record is gone: deleted while being probed
 
 
+def _perceive(
+    job: Attempt, source: Path, video: dict[str, Any], during: Callable[[], Any] | None = None
+) -> tuple[Perception, Any]:
+    """The perception experts on the video, as its options ask (timed as ``perception``);
+    ``during`` runs beside them (the captioner's features), its result returned second."""
+    options = video["options"]
+    with job.timer.stage(PERCEPTION):
+        return runtime.perceiver().run(
+            source,
+            segment_seconds=options["segment_seconds"],
+            language=options.get("language"),
+            translate=bool(options.get("translate")),
+            on_progress=job.perceiving,
+            during=during,
+        )
+
+
 def _source(ws: Workspace, video: dict[str, Any]) -> Path:
     """The uploaded file, local (fetched into scratch from a remote store)."""
     source = ws.get(video["file"])
@@ -554,15 +563,7 @@ def caption_grounded(job: Attempt, video: dict[str, Any], ws: Workspace) -> None
     job.windows = 1  # no feature windows: the context is built once the experts are done
     found = _stored_perception(ws)  # an earlier attempt got this far
     if found is None:
-        source = _source(ws, video)
-        with job.timer.stage(PERCEPTION):
-            found, _ = runtime.perceiver().run(
-                source,
-                segment_seconds=options["segment_seconds"],
-                language=options.get("language"),
-                translate=bool(options.get("translate")),
-                on_progress=job.perceiving,
-            )
+        found, _ = _perceive(job, _source(ws, video), video)
     job.perception_done()
     if not ws.exists(video["file"]):
         raise Canceled()  # the video was deleted meanwhile

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 
 from app.deps import AdmittedTenantDep, ServicesDep, TenantDep
 from app.errors import ApiError, ErrorCode, error_responses
-from app.routes.videos import load_video, public_views
+from app.routes.videos import add_video, load_video, public_views, video_record
 from app.schemas import (
     DirectUpload,
     DirectUploadCreate,
@@ -41,7 +41,7 @@ from app.schemas import (
 from app.services import Services
 from storage import S3Storage
 from workers.queue import create_job
-from workers.store import new_id, now, video_key, videos_key
+from workers.store import new_id, video_key
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 uploads_router = APIRouter(prefix="/v1/uploads", tags=["videos"])
@@ -49,6 +49,11 @@ uploads_router = APIRouter(prefix="/v1/uploads", tags=["videos"])
 MAX_PARTS = 10_000  # S3's most parts of one upload
 UPLOAD_NAME = "upload"  # the object's name until a worker has probed it (then source.<ext>)
 COMPLETE_LOCK_S = 120
+
+
+def _lock(video_id: str) -> str:
+    """The key held while one request completes the video's upload (one at a time)."""
+    return f"vidcap:complete:{video_id}"
 
 
 def _s3(services: Services) -> S3Storage:
@@ -72,7 +77,7 @@ async def upload_options(services: ServicesDep, tenant: TenantDep) -> UploadOpti
     return UploadOptions(
         direct=direct,
         max_upload_bytes=settings.max_upload_bytes,
-        part_bytes=int(settings.direct_upload_part_mb * 1024 * 1024) if direct else None,
+        part_bytes=settings.direct_upload_part_bytes if direct else None,
     )
 
 
@@ -111,36 +116,17 @@ def _start(services: Services, tenant: str, body: DirectUploadCreate) -> dict[st
     video_id = new_id("vid")
     folder = f"videos/{tenant}/{video_id}"
     upload_id, part_bytes = None, None
-    part = int(settings.direct_upload_part_mb * 1024 * 1024)
+    part = settings.direct_upload_part_bytes
     if body.size_bytes > part:  # one PUT up to one part's size, else parts
         part_bytes = max(part, math.ceil(body.size_bytes / MAX_PARTS))
         upload_id = storage.start_upload(f"{folder}/{UPLOAD_NAME}")
     options = VideoOptions.model_validate(body.model_dump(exclude={"filename", "size_bytes"}))
-    video: dict[str, Any] = {
-        "id": video_id,
-        "tenant": tenant,
-        "filename": body.filename,
-        "size_bytes": body.size_bytes,
-        "sha256": None,
-        "created_at": now(),
-        "media": None,
-        "options": {
-            **options.model_dump(),
-            "segment_seconds": options.segment_seconds or settings.default_segment_s,
-        },
-        "dir": folder,
-        "file": UPLOAD_NAME,
-        "dedupe_key": None,
-        "caption_job_id": None,
-        "direct": True,
-        "upload": {"upload_id": upload_id, "part_bytes": part_bytes},
-    }
+    video = video_record(
+        settings, tenant, video_id, folder, UPLOAD_NAME, body.filename, body.size_bytes, options
+    )
+    video.update(direct=True, upload={"upload_id": upload_id, "part_bytes": part_bytes})
     try:
-        with services.store.redis.pipeline() as pipe:
-            services.store.put(video_key(video_id), video, pipe)
-            pipe.zadd(videos_key(tenant), {video_id: video["created_at"]})
-            pipe.expire(videos_key(tenant), settings.retention_s)
-            pipe.execute()
+        add_video(services, video)
     except BaseException:
         if upload_id is not None:
             storage.abort_upload(f"{folder}/{UPLOAD_NAME}", upload_id)
@@ -273,7 +259,7 @@ async def complete_direct_upload(
     video = await load_video(services, tenant, video_id)
     if not video.get("direct"):
         raise ApiError(ErrorCode.UPLOAD_NOT_PENDING, "this video was not a direct upload")
-    lock = f"vidcap:complete:{video_id}"
+    lock = _lock(video_id)
     if video.get("upload") is None or not await services.redis.set(
         lock, 1, nx=True, ex=COMPLETE_LOCK_S
     ):
@@ -293,13 +279,15 @@ async def complete_direct_upload(
 
 async def _completed_before(services: Services, tenant: str, video_id: str) -> JSONResponse:
     """A second completion: the first one's answer once it is done, else 409."""
-    for _ in range(COMPLETE_LOCK_S * 10):
-        video = await load_video(services, tenant, video_id)
-        if video.get("upload") is None:
-            break
-        await asyncio.sleep(0.1)  # another request is completing it right now
+    lock = _lock(video_id)
+    while await services.redis.exists(lock):  # another request is completing it right now
+        await asyncio.sleep(0.1)
+    video = await load_video(services, tenant, video_id)
     if video.get("upload") is not None or video["caption_job_id"] is None:
-        raise ApiError(ErrorCode.UPLOAD_NOT_PENDING, "this video's upload is being completed")
+        raise ApiError(
+            ErrorCode.UPLOAD_NOT_PENDING,
+            "another request was completing this upload and did not finish: complete it again",
+        )
     job = await asyncio.to_thread(services.store.job, video["caption_job_id"])
     if job is None:
         raise ApiError(ErrorCode.UPLOAD_NOT_PENDING, "this video was completed; its job expired")

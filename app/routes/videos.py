@@ -215,6 +215,47 @@ async def _receive(request: Request, services: Services) -> tuple[Received, Vide
     )
 
 
+def video_record(
+    settings: Settings,
+    tenant: str,
+    video_id: str,
+    folder: str,
+    name: str,
+    filename: str | None,
+    size: int,
+    options: VideoOptions,
+) -> dict[str, Any]:
+    """A new video's record (no media facts, sha256, dedupe key or caption job yet)."""
+    return {
+        "id": video_id,
+        "tenant": tenant,
+        "filename": filename,
+        "size_bytes": size,
+        "sha256": None,
+        "created_at": now(),
+        "media": None,
+        "options": {
+            **options.model_dump(),
+            "segment_seconds": options.segment_seconds or settings.default_segment_s,
+        },
+        "dir": folder,
+        "file": name,
+        "dedupe_key": None,
+        "caption_job_id": None,
+    }
+
+
+def add_video(services: Services, video: dict[str, Any]) -> None:
+    """Writes a video's record and lists it among its tenant's videos (one transaction)."""
+    store, tenant = services.store, video["tenant"]
+    with store.redis.pipeline() as pipe:
+        store.put(video_key(video["id"]), video, pipe)
+        pipe.zadd(videos_key(tenant), {video["id"]: video["created_at"]})
+        # The index outlives none of its videos: it goes with the newest one.
+        pipe.expire(videos_key(tenant), services.settings.retention_s)
+        pipe.execute()
+
+
 def _store_video(
     services: Services,
     tenant: str,
@@ -251,40 +292,17 @@ def _store_video(
         claimed.append(key)
     folder = f"videos/{tenant}/{video_id}"
     name = source_name(info["container"])
+    video = video_record(
+        settings, tenant, video_id, folder, name, received.filename, received.size, options
+    )
+    video.update(sha256=received.sha256, media=info, dedupe_key=dedupe)
     try:  # a local store renames the spool file; S3 gets it in multipart parts
         services.storage.put_file(f"{folder}/{name}", received.path, move=True)
-    except BaseException:
-        _release(services, claimed, video_id)
-        received.path.unlink(missing_ok=True)
-        raise
-    video: dict[str, Any] = {
-        "id": video_id,
-        "tenant": tenant,
-        "filename": received.filename,
-        "size_bytes": received.size,
-        "sha256": received.sha256,
-        "created_at": now(),
-        "media": info,
-        "options": {
-            **options.model_dump(),
-            "segment_seconds": options.segment_seconds or settings.default_segment_s,
-        },
-        "dir": folder,
-        "file": name,
-        "dedupe_key": dedupe,
-        "caption_job_id": None,
-    }
-    try:
         job = create_job(
             store, services.queue, settings, kind="caption", tenant=tenant, video=video
         )
         video["caption_job_id"] = job["id"]
-        with store.redis.pipeline() as pipe:
-            store.put(video_key(video_id), video, pipe)
-            pipe.zadd(videos_key(tenant), {video_id: video["created_at"]})
-            # The index outlives none of its videos: it goes with the newest one.
-            pipe.expire(videos_key(tenant), settings.retention_s)
-            pipe.execute()
+        add_video(services, video)
     except BaseException:
         _release(services, claimed, video_id)
         with contextlib.suppress(StorageError):  # else the janitor removes it: no record

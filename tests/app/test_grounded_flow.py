@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.app.test_service_flow import finished, upload
-from tests.conftest import Service
+from tests.conftest import Service, service_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +24,9 @@ def grounded_service(
     tmp_path_factory: pytest.TempPathFactory,
     tiny_grounded_dir: Path,
 ) -> Any:
-    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
-    svc = Service(tmp_path_factory.mktemp(f"grounded-{request.param}"), tiny_grounded_dir, s3=s3)
-    try:
-        yield svc.start(workers=1)
-    finally:
-        svc.stop()
+    root = tmp_path_factory.mktemp(f"grounded-{request.param}")
+    with service_for(request, root, tiny_grounded_dir) as svc:
+        yield svc
 
 
 def test_caption_then_question_with_evidence_from_the_cached_context(

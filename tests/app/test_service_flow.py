@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SERVICE_MODEL, Service
+from tests.conftest import SERVICE_MODEL, Service, service_for
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,9 @@ pytestmark = pytest.mark.slow
 def service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
-    svc = Service(tmp_path_factory.mktemp(f"service-{request.param}"), SERVICE_MODEL, s3=s3)
-    try:
-        yield svc.start(workers=1)
-    finally:
-        svc.stop()
+    root = tmp_path_factory.mktemp(f"service-{request.param}")
+    with service_for(request, root, SERVICE_MODEL) as svc:
+        yield svc
 
 
 def upload(client: httpx.Client, path: Path, **fields: Any) -> httpx.Response:
