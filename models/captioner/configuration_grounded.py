@@ -81,6 +81,11 @@ class GroundedCaptionerConfig(PreTrainedConfig):
         output_vocab_size: How many word pieces the decoder writes from its own vocabulary
             (the words of its training targets); 0: all. Any other word can only be copied
             from the inputs, so the model cannot bring in a name it did not read.
+        phrasing_words: The words its training targets use outside quotes (its own phrasing:
+            "a voice says", "music plays", the tagger's class names). Outside quotes, a
+            description clause or answer with any other word is dropped, unless the word is a
+            name of what the tagger saw in that video (``models/captioner/claims.py``); None:
+            no such check.
     """
 
     model_type = "vidcap-grounded"
@@ -108,6 +113,7 @@ class GroundedCaptionerConfig(PreTrainedConfig):
     output_vocab_size: int = 0
     no_repeat_ngram_size: int = 3
     copy_rules: bool = True
+    phrasing_words: list[str] | None = None
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ applied to the scores before each greedy step, make that impossible without retr
   contiguous run of one piece's content (a transcript segment, an on-screen text item; never
   the piece's "said in English:" label, never the question), and may close the quote only at
   a word boundary. A shortened quote is still a true quote; a spliced one is not.
+- **A quote opens on a word**: its first piece has a letter or digit (no '"."', no '", ..."').
 - **No word twice in a row** unless the inputs have it twice in a row ("so so" may be said).
 
 The rules only ever remove choices; when they leave none (a forced continuation that the
@@ -45,6 +46,7 @@ class CopyRules:
         quote_id: The ``"`` token.
         label_end_id: The token that ends a piece's label (``:``).
         end_id: The end-of-text token (written when nothing else is allowed).
+        wordlike: (V,) bool, True at pieces with a letter or digit (None: every piece).
     """
 
     def __init__(
@@ -56,8 +58,12 @@ class CopyRules:
         quote_id: int,
         label_end_id: int,
         end_id: int,
+        wordlike: torch.Tensor | None = None,
     ) -> None:
         self.continuation = continuation.bool().cpu()
+        self.wordlike = (
+            wordlike.bool().cpu() if wordlike is not None else torch.ones_like(self.continuation)
+        )
         self.quote_id = quote_id
         self.end_id = end_id
         self.sources: list[_Source] = []
@@ -89,8 +95,8 @@ class CopyRules:
 
     def _quote_choices(self, src: _Source, run: list[int]) -> set[int]:
         """What may follow ``run`` inside a quote."""
-        if not run:  # a quote opens on the first piece of a word, with something in it
-            starts = {t for t in src.positions if not self.continuation[t]}
+        if not run:  # a quote opens on the first piece of a word, with a letter or digit
+            starts = {t for t in src.positions if not self.continuation[t] and self.wordlike[t]}
             return starts or {self.quote_id}
         allowed: set[int] = set()
         k = len(run)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from models.captioner.answers import NO_ANSWER, Answer, Evidence
+from models.captioner.claims import ClaimCheck
 from models.captioner.grounding import (
     DESCRIBE,
     DESCRIBE_PART,
@@ -108,6 +109,8 @@ class GroundedPipeline:
         self.batch_size = batch_size
         self.cache = PieceCache(model.text_encoder)
         self.tokenizer = model.text_encoder.tokenizer
+        phrasing = model.config.phrasing_words
+        self.claims = ClaimCheck(phrasing) if phrasing is not None else None
 
     @classmethod
     def from_pretrained(
@@ -268,10 +271,15 @@ class GroundedPipeline:
         results = []
         read: dict[int, list[list[Evidence]]] = {}  # per batch: evidence is read once
         done = self._run([c for c, _ in items], [p for _, p in items], timer)
-        for (_, prompt), (text, packed, row, scores, audio_logits) in zip(items, done, strict=True):
+        for (ctx, prompt), (text, packed, row, scores, audio_logits) in zip(
+            items, done, strict=True
+        ):
             if prompt in (DESCRIBE, DESCRIBE_PART):
-                results.append(Answer(text))
+                results.append(Answer(self.claims.description(text, ctx.pieces)
+                                      if self.claims else text))  # fmt: skip
                 continue
+            if self.claims:
+                text = self.claims.answer(text, ctx.pieces)
             if text.lower().rstrip(".") == NO_ANSWER:
                 results.append(Answer(NO_ANSWER))
                 continue

@@ -210,6 +210,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         )
         self._text: TextEncoder | None = None
         self._pieces: torch.Tensor | None = None
+        self._wordlike: torch.Tensor | None = None
         self.post_init()
 
     # ------------------------------------------------------------------ the text encoder
@@ -390,10 +391,12 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         if self._pieces is None and self._text is not None:
             vocab = self._text.tokenizer.get_vocab()
             flags = torch.zeros(self.config.decoder_config.vocab_size, dtype=torch.bool)
+            wordlike = torch.zeros_like(flags)
             for piece, i in vocab.items():
-                if piece.startswith("##") and i < len(flags):
-                    flags[i] = True
-            self._pieces = flags
+                if i < len(flags):
+                    flags[i] = piece.startswith("##")
+                    wordlike[i] = any(c.isalnum() for c in piece.removeprefix("##"))
+            self._pieces, self._wordlike = flags, wordlike
         return self._pieces
 
     def _whole_words(
@@ -429,7 +432,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         return CopyRules(
             encoded.source_ids, encoded.copyable, encoded.units, flags,
             quote_id=quote, label_end_id=colon,
-            end_id=self.config.decoder_config.eos_token_id,
+            end_id=self.config.decoder_config.eos_token_id, wordlike=self._wordlike,
         )  # fmt: skip
 
     def output_index_table(self) -> torch.Tensor:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from models.captioner.claims import phrasing_words
 from models.captioner.configuration_grounded import AUDIO_CLASSES, GroundedCaptionerConfig
 from models.captioner.grounding import (
     DESCRIBE,
@@ -150,6 +151,15 @@ def writable_ids(data: Path, config: GroundedCaptionerConfig) -> list[int]:
     return sorted(ids)
 
 
+def target_phrasing(data: Path) -> set[str]:
+    """The words the training targets use outside quotes (``models/captioner/claims.py``)."""
+    texts: list[str] = []
+    for record in read_split(data, "train"):
+        texts += [record["caption"], *(s["caption"] for s in record["segments"])]
+        texts += [q["answer"] for q in record["questions"]]
+    return phrasing_words(texts)
+
+
 def normalise(text: str) -> str:
     """Lower case, no punctuation or articles: for the validation accuracy."""
     text = re.sub(r"[^\w\s]", " ", text.lower())
@@ -178,6 +188,10 @@ class GroundedTrainer:
             self.model = build_grounded(
                 config, warm=not args.scratch, output_ids=writable_ids(data, config)
             )
+        if not (args.resume and (resume / "config.json").is_file()):
+            # what it may write outside quotes: its earlier phrasing and this data's
+            known = set(self.model.config.phrasing_words or ())
+            self.model.config.phrasing_words = sorted(known | target_phrasing(data))
         self.model.train()
         self.encoder = self.model.text_encoder
         self.cache = PieceCache(self.encoder)

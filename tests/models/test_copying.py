@@ -84,3 +84,18 @@ def test_with_nothing_quotable_read_no_quote_opens() -> None:
     r = rules([SAID, COLON])  # a label and no content (e.g. only tags were read)
     assert QUOTE not in allowed(r, [A, VOICE])
     assert allowed(r, [QUOTE]) == {QUOTE}  # (were one open, it could only close)
+
+
+def test_a_quote_never_opens_on_punctuation() -> None:
+    """A transcript piece that holds "printing," must not yield the quote '","' or '"."'."""
+    comma, full_stop = 25, 26
+    wordlike = torch.ones(V, dtype=torch.bool)
+    wordlike[[comma, full_stop, QUOTE, COLON]] = False
+    ids = [WHAT, SAYS, SAID, COLON, SHE, comma, HAD, full_stop]
+    units = [-1, -1, 0, 0, 0, 0, 0, 0]
+    r = CopyRules(
+        torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool), torch.tensor([units]),
+        CONTINUATION, quote_id=QUOTE, label_end_id=COLON, end_id=SEP, wordlike=wordlike,
+    )  # fmt: skip
+    assert allowed(r, [QUOTE]) == {SHE, HAD}
+    assert allowed(r, [QUOTE, SHE]) == {comma, QUOTE}  # inside a quote punctuation is copied

@@ -242,12 +242,14 @@ def test_open_sentences_ask_with_their_own_words_about_thousands_of_words() -> N
     learns to find them, not to know a word list), its answer is a span of the sentence that
     the question itself does not hold, and the words come from far more than a fixed grammar."""
     rng = random.Random(7)
-    makers = (everyday._open_action, everyday._open_be, everyday._open_passive)
+    makers = (everyday._open_action, everyday._open_be, everyday._open_passive,
+              everyday._open_clause, everyday._compound)  # fmt: skip
     bases = {verb[0] for verb in everyday.open_words()["verbs"]}  # "What did he find?"
+    bases |= {base for base, _ in everyday.CLAUSE_VERBS}
     words: set[str] = set()
     asked = 0
     for i in range(600):
-        sentence = makers[i % 3](rng)
+        sentence = makers[i % len(makers)](rng)
         text, spans = everyday.render(sentence.tokens)
         words.update(w.lower() for w in re.findall(r"[A-Za-z]+", text))
         for question, roles, _ in sentence.qa:

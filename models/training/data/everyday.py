@@ -130,7 +130,7 @@ MASS_LABELS = frozenset(
      "consomme", "hot pot", "meat loaf", "potpie", "red wine", "espresso", "eggnog", "jean"}
 )  # fmt: skip
 PUNCT = frozenset(
-    {".", ",", "?", "!", "\u3002", "\uff0c", "\uff1f"}
+    {".", ",", ";", "?", "!", "\u3002", "\uff0c", "\uff1f"}
 )  # with CJK full stop, comma, ?
 
 
@@ -776,6 +776,109 @@ def _open_passive(rng: random.Random) -> Sentence:
     return Sentence("en", "open_passive", toks, {"object": obj_text}, qa)
 
 
+# Verbs that take a clause ("considered how much ..."), as (base, past).
+CLAUSE_VERBS = (
+    ("consider", "considered"), ("wonder", "wondered"), ("ask", "asked"), ("know", "knew"),
+    ("remember", "remembered"), ("explain", "explained"), ("decide", "decided"),
+    ("learn", "learned"), ("forget", "forgot"), ("understand", "understood"), ("say", "said"),
+    ("discover", "discovered"), ("doubt", "doubted"), ("imagine", "imagined"),
+)  # fmt: skip
+CLAUSE_WORDS = ("how much", "whether", "why", "how", "that", "where", "when", "if")
+# Connectives that keep both clauses true (no "if" or "unless": those make a clause a guess).
+JOINERS = (", and", ", but", ", while", ", for", ", so", ", yet", "; then", ", and then")
+SUBORDINATORS = ("Although", "Though", "Because", "While", "Since", "After", "As")
+OPENERS = ("And", "But", "For", "So", "Yet", "Still,", "Then", "Now")
+ASIDES = (
+    "of course", "in fact", "as it happened", "no doubt", "it seems", "at present",
+    "for the most part", "to be sure", "in a sense", "as a rule", "at first",
+)  # fmt: skip
+_LOWER_STARTS = frozenset(
+    {"the", "a", "an", "this", "that", "these", "those", "his", "her", "their", "our", "my",
+     "every", "some", "many", "it", "he", "she", "we", "you", "they"}
+)  # fmt: skip
+
+
+def _open_clause(rng: random.Random) -> Sentence:
+    """ "[subject] considered how much / whether / why [clause]." The clause answers "What did
+    [subject] consider?": the answer is a whole clause, not a noun phrase."""
+    base, past_ = rng.choice(CLAUSE_VERBS)
+    subj, named, _ = _open_subject(rng)
+    named = _lower_first(named)
+    inner = rng.choice((_open_action, _open_be, _open_passive))(rng)
+    body = _lowered([t for t in inner.tokens if t.text != "."])
+    word = rng.choice(CLAUSE_WORDS)
+    clause = [Tok(w, frozenset({"clause"})) for w in word.split()]
+    clause += [Tok(t.text, frozenset({"clause"})) for t in body]
+    modal = rng.choice(MODALS) if rng.random() < 0.2 else None
+    verb = [Tok(modal), Tok(base)] if modal else [Tok(past_)]
+    toks = [*_cap([*subj, *verb, *clause]), Tok(".")]
+    aux = modal or "did"
+    qa: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+        (f"What {aux} {named} {base}?", ("clause",), ("subj",)),
+    ]
+    return Sentence("en", "open_clause", toks, {"subject": named, "verb": base}, qa)
+
+
+def _lowered(toks: list[Tok]) -> list[Tok]:
+    """A sentence's words as they read inside another sentence: "The cat" -> "the cat"."""
+    if toks and toks[0].text.lower() in _LOWER_STARTS and toks[0].text != "I":
+        return [Tok(toks[0].text.lower(), toks[0].roles, toks[0].digits), *toks[1:]]
+    return toks
+
+
+def _renamed(sentence: Sentence, tag: str) -> Sentence:
+    """The sentence with every role renamed ``role#tag``, so two can share one sentence."""
+    toks = [
+        Tok(t.text, frozenset(f"{r}#{tag}" for r in t.roles), t.digits) for t in sentence.tokens
+    ]
+    qa = [
+        (q, tuple(r if r == "*" else f"{r}#{tag}" for r in a), tuple(f"{r}#{tag}" for r in n))
+        for q, a, n in sentence.qa
+    ]
+    return Sentence(sentence.language, sentence.kind, toks, sentence.fields, qa)
+
+
+def _compound(rng: random.Random) -> Sentence:
+    """Two or three open sentences as one long one, the way written English and Whisper's
+    segments run on: "Although A, B.", "A, and B, but C.", "And A.", with an aside now and
+    then ("A, in fact, ..."). Every part keeps its questions, so an answer has to be found
+    among the other clauses' words; a question two parts would answer differently is dropped."""
+    makers = (_open_action, _open_be, _open_passive, _open_clause)
+    weights = (0.4, 0.25, 0.2, 0.15)
+    n = 1 if rng.random() < 0.2 else (2 if rng.random() < 0.8 else 3)
+    parts = [_renamed(rng.choices(makers, weights)[0](rng), str(i)) for i in range(n)]
+    bodies = [[t for t in p.tokens if t.text != "."] for p in parts]
+    if rng.random() < 0.3:  # an aside after the first part's first word or subject
+        body = bodies[0]
+        at = 1 + max((i for i, t in enumerate(body[:4]) if any(r.startswith("subj") for r in
+                      t.roles)), default=0)  # fmt: skip
+        if at < len(body):
+            bodies[0] = [*body[:at], Tok(","), *_toks(rng.choice(ASIDES)), Tok(","), *body[at:]]
+    toks: list[Tok] = []
+    subordinate = False
+    if n == 1 or rng.random() < 0.25:
+        opener = rng.choice(OPENERS)
+        toks += [*_toks(opener.rstrip(",")), *([Tok(",")] if opener.endswith(",") else [])]
+        toks += _lowered(bodies[0])
+    elif n == 2 and rng.random() < 0.35:
+        toks += [*_toks(rng.choice(SUBORDINATORS)), *_lowered(bodies[0])]
+        subordinate = True  # "Although A, B.": the main clause follows a bare comma
+    else:
+        toks += bodies[0]
+    for body in bodies[1:]:
+        last = body is bodies[-1]
+        joiner = rng.choice(JOINERS) if not subordinate and (last or rng.random() < 0.5) else ","
+        toks += _toks(joiner.replace(",", " ,").replace(";", " ;"))
+        toks += _lowered(body)
+    toks = [*_cap(toks), Tok(".")]
+    counts: dict[str, int] = {}
+    for p in parts:
+        for q, _, _ in p.qa:
+            counts[q] = counts.get(q, 0) + 1
+    qa = [item for p in parts for item in p.qa if counts[item[0]] == 1]
+    return Sentence("en", "compound", toks, {"parts": str(n)}, qa)
+
+
 def _according(question: str, rng: random.Random) -> str:
     """Now and then the question names its source, as people ask it."""
     r = rng.random()
@@ -789,8 +892,8 @@ def _according(question: str, rng: random.Random) -> str:
 def english_sentence(rng: random.Random) -> Sentence:
     """A sentence of the English grammar: statement, command, question, two clauses, ..."""
     makers = (_statement, _travel, _meeting, _command, _question, _two_clause, _literary,
-              _open_action, _open_be, _open_passive)  # fmt: skip
-    weights = (0.15, 0.04, 0.03, 0.1, 0.05, 0.05, 0.03, 0.3, 0.15, 0.1)
+              _open_action, _open_be, _open_passive, _open_clause, _compound)  # fmt: skip
+    weights = (0.12, 0.03, 0.02, 0.08, 0.04, 0.04, 0.02, 0.2, 0.1, 0.07, 0.08, 0.2)
     return rng.choices(makers, weights)[0](rng)
 
 
