@@ -69,8 +69,10 @@ Metrics
   mentions no tones, melody or music; silent/silence when the clip has speech or an audible
   soundtrack (music, tones, noise); speaks/says/voice when the clip has no speech. A word
   within three words after no/not/without/nobody is not a claim. The rate is over the
-  descriptions of the files read; segment descriptions are checked the same way (against the
-  whole clip's support) with their own rate.
+  descriptions of the files read; segment descriptions are checked the same way with their own
+  rate, against the whole clip's support except for speech: a segment has speech only where a
+  reference speech span overlaps it by more than 0.25 s (so "silent" after the last word of a
+  speech-only soundtrack is true, and "a voice says" before the first word is not).
 - **BLEU-4 / CIDEr-D**: pycocoevalcap's, through :func:`models.training.evaluate.caption_metrics`,
   over the files whose entry has reference ``captions``; "n/a" when none has.
 """
@@ -527,10 +529,20 @@ def _negated(words: Sequence[str], i: int) -> bool:
     return any(w in _NEGATIONS for w in words[max(0, i - 3) : i])
 
 
+SPAN_SLACK_S = 0.25  # speech must overlap a segment by more than this to count as heard in it
+
+
 def hallucination(
-    description: str, record: dict[str, Any], perception: Perception | None
+    description: str,
+    record: dict[str, Any],
+    perception: Perception | None,
+    span: tuple[float, float] | None = None,
 ) -> dict[str, list[str]]:
-    """The words by which a description hallucinates (module docstring), by rule.
+    """The words by which a description hallucinates (module docstring), by rule. With
+    ``span`` (a segment description's start and end), speech counts as heard only where a
+    reference speech span overlaps it, so "silent" is true of a stretch after the last word
+    and "a voice says" false of one before the first; other sounds are not timed in the
+    manifest and count for the whole clip.
 
     Returns:
         ``world`` (words of the synthetic world the ground truth does not use),
@@ -546,6 +558,11 @@ def hallucination(
     support = truth | _all_forms(perception_words(perception))
     audio = {w for w in tokens(str(record.get("audio") or ""))}
     has_speech = bool(record.get("speech"))
+    if span is not None:
+        has_speech = any(
+            float(x["start"]) < span[1] - SPAN_SLACK_S and float(x["end"]) > span[0] + SPAN_SLACK_S
+            for x in record.get("speech") or []
+        )
     audible = has_speech or bool(_all_forms(audio) & _AUDIBLE)
     world = world_words()
 
@@ -1058,7 +1075,7 @@ def _describe(record: dict[str, Any], prediction: VideoPrediction) -> dict[str, 
     words = hallucination(description, record, prediction.perception)
     segments = []
     for start, end, text in prediction.segments:
-        found = hallucination(text, record, prediction.perception)
+        found = hallucination(text, record, prediction.perception, (start, end))
         segments.append(
             {
                 "start": round(start, 3),

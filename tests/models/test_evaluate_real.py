@@ -295,6 +295,17 @@ def test_sound_claims_are_checked_against_the_soundtrack() -> None:
     assert not _flat(hallucination("horses; nobody speaks and there is no music", SILENT, None))
 
 
+def test_a_segment_s_sound_claims_are_checked_against_its_own_stretch() -> None:
+    """Speech at 0.5-3.42 s of a speech-only soundtrack: the stretch 5-6 s is silent, and a
+    voice in the stretch 4-6 s is not there; the whole clip is not silent."""
+    assert not _flat(hallucination("a dog; the soundtrack is silent", DOG_SPEECH, None, (5, 6)))
+    found = hallucination("a dog; the soundtrack is silent", DOG_SPEECH, None, (0, 5))
+    assert found["sound"] == ["silent"]
+    assert hallucination("a voice speaks", DOG_SPEECH, None, (4, 6))["sound"] == ["voice", "speaks"]
+    assert not _flat(hallucination("a voice speaks", DOG_SPEECH, None, (3, 6)))
+    assert hallucination("a dog; the soundtrack is silent", DOG_SPEECH, None)["sound"] == ["silent"]
+
+
 def test_world_vocabulary_comes_from_the_world_module() -> None:
     words = world_words()
     assert {"circle", "triangle", "purple", "chirp", "drum", "twice"} <= words
