@@ -53,6 +53,7 @@ BEAM_SIZE = 5
 # with a neighbour), so its parts are detected one by one. Erring low only costs time (one
 # encoder pass per part), erring high would decode a part in the wrong language.
 LANGUAGE_SURE = 0.9
+UNHEARD_MIN_S = 1.0  # a wordless speech part at least this long is heard again on its own
 WINDOW_SAMPLES = int(MAX_PART_S * SAMPLE_RATE)
 PROMPT_TOKENS = 223  # the previous text Whisper's prompt holds (half its 448 tokens, less one)
 
@@ -417,6 +418,9 @@ class SpeechRecognizer:
                 encoded = self._encode(self._speech_of(audio, window))
                 for run, lang, run_encoded in self._detect(audio, window, encoded):
                     found += self._decode(audio, run, lang, task, run_encoded, context)[0]
+        if language is None and len(parts) > 1:
+            found += self._unheard(audio, parts, found, task, context)
+            found.sort(key=lambda item: float(item[0].start))
         out = []
         for s, lang, probability in found:
             out.append(self._segment(s, lang, at))
@@ -425,6 +429,43 @@ class SpeechRecognizer:
             entry[0] += seconds
             entry[1] += seconds * probability
         return [s for s in out if s.text]
+
+    def _unheard(
+        self,
+        audio: np.ndarray,
+        parts: list[_Part],
+        found: list[tuple[Any, str, float]],
+        task: str,
+        context: _Context,
+    ) -> list[tuple[Any, str, float]]:
+        """Speech in another language that the window's decode left without words.
+
+        Whisper decodes a 30 s window in the one language it detects there; when most of the
+        window is English and its last seconds Russian, it can be sure of English and give
+        the Russian part no words at all. A part of at least :data:`UNHEARD_MIN_S` that no
+        segment with words overlaps is detected on its own audio, and decoded on its own when
+        Whisper is sure (:data:`LANGUAGE_SURE`) that it is another language than the
+        segments around it. Noise that VAD took for speech is rarely sure of any language,
+        and the usual no-speech and log-probability guards still apply to what it gives.
+        """
+        spoken = [
+            (float(s.start), float(s.end), lang) for s, lang, _ in found if (s.text or "").strip()
+        ]
+        extra: list[tuple[Any, str, float]] = []
+        for part in parts:
+            start, end = part.start / SAMPLE_RATE, part.end / SAMPLE_RATE
+            if end - start < UNHEARD_MIN_S or any(a < end and b > start for a, b, _ in spoken):
+                continue
+            encoded = self._encode(audio[part.lo : part.hi])
+            lang, probability = self._languages(encoded)[0]
+            near = {
+                x for a, b, x in spoken if abs(a - end) < MAX_PART_S or abs(b - start) < MAX_PART_S
+            }
+            if probability < LANGUAGE_SURE or lang in near:
+                continue
+            part.language, part.probability = lang, probability
+            extra += self._decode(audio, [part], lang, task, encoded, context)[0]
+        return extra
 
     def _parts(
         self, audio: np.ndarray, regions: list[tuple[int, int]] | None = None

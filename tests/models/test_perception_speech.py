@@ -159,6 +159,21 @@ def test_mixed_languages_are_transcribed_part_by_part(base, real_data, real_mani
     assert all(s.start > split - 0.5 for s in transcript.segments if s.language == "ru")
 
 
+def test_speech_in_another_language_after_english_in_one_window_gets_its_words(base, real_data):
+    """The real slideshow ends with 9 s of English, then Chinese (55 s) and Russian (60 s)
+    in the same 30 s window: Whisper is sure of English there and gave the other two no
+    words at all; each is now heard on its own, in its own language."""
+    transcript = base.transcribe_file(real_data / "derived" / "long_many_speakers_slideshow.mp4")
+    by_language = {s.language: s for s in transcript.segments if s.start > 54.0}
+    assert set(by_language) == {"zh", "ru"}, [
+        (s.start, s.language, s.text) for s in transcript.segments
+    ]
+    assert "州" in by_language["zh"].text
+    assert re.search(CYRILLIC, by_language["ru"].text)
+    assert transcript.language == "en"  # most of what is said
+    assert all(s.language == "en" for s in transcript.segments if s.start < 54.0)
+
+
 def test_given_language_is_used_everywhere(base, real_data):
     transcript = base.transcribe(speech(real_data, "en_go_forward.wav"), language="en")
     assert transcript.language == "en" and transcript.language_probability == 1.0
