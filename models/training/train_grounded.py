@@ -151,10 +151,10 @@ def writable_ids(data: Path, config: GroundedCaptionerConfig) -> list[int]:
     return sorted(ids)
 
 
-def target_phrasing(data: Path) -> set[str]:
+def target_phrasing(data: Path, split: str = "train") -> set[str]:
     """The words the training targets use outside quotes (``models/captioner/claims.py``)."""
     texts: list[str] = []
-    for record in read_split(data, "train"):
+    for record in read_split(data, split):
         texts += [record["caption"], *(s["caption"] for s in record["segments"])]
         texts += [q["answer"] for q in record["questions"]]
     return phrasing_words(texts)

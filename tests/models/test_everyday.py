@@ -264,3 +264,23 @@ def test_open_sentences_ask_with_their_own_words_about_thousands_of_words() -> N
             asked += 1
     assert asked > 1500
     assert len(words) > 1500
+
+
+def test_the_claim_check_keeps_every_target_the_model_is_taught_to_write(made: Path) -> None:
+    """With the phrasing recorded from the targets, the check at decoding time leaves every
+    taught description and answer whole (it only removes what no target says), while a
+    transcript word written outside quotes is still cut."""
+    from models.captioner.claims import ClaimCheck
+    from models.training.train_grounded import target_phrasing
+
+    phrasing = target_phrasing(made, "val")
+    assert {"visible", "voice", "says", "appear", "music", "silent", "does", "not"} <= phrasing
+    check = ClaimCheck(phrasing)
+    for record in (json.loads(x) for x in (made / "val.jsonl").read_text().splitlines()):
+        for text in (record["caption"], *(s["caption"] for s in record["segments"])):
+            assert check.description(text, []) == text
+        for q in record["questions"]:
+            assert check.answer(q["answer"], []) == q["answer"]
+    assert check.description('a voice says "hello"; grumpily fortnight.', []) == (
+        'a voice says "hello".'
+    )
