@@ -445,13 +445,16 @@ class SpeechRecognizer:
         the Russian part no words at all. A part of at least :data:`UNHEARD_MIN_S` that no
         segment with words overlaps is detected on its own audio, and decoded on its own when
         Whisper is sure (:data:`LANGUAGE_SURE`) that it is another language than the
-        segments around it. Noise that VAD took for speech is rarely sure of any language,
-        and the usual no-speech and log-probability guards still apply to what it gives.
+        segments around it. Only beside speech that was heard: noise that VAD took for speech
+        is rarely sure of any language, and the usual no-speech and log-probability guards
+        still apply to what it gives.
         """
         spoken = [
             (float(s.start), float(s.end), lang) for s, lang, _ in found if (s.text or "").strip()
         ]
         extra: list[tuple[Any, str, float]] = []
+        if not spoken:  # nothing heard at all: each window was detected on its own sound
+            return extra
         for part in parts:
             start, end = part.start / SAMPLE_RATE, part.end / SAMPLE_RATE
             if end - start < UNHEARD_MIN_S or any(a < end and b > start for a, b, _ in spoken):
