@@ -1159,11 +1159,27 @@ def _simulate_frame(
     return [cat.classes[i].tag(v * scale) for i, v in top]
 
 
+SIGN_TAILS = ("", "", "", "EXIT", "TODAY", "FOR SALE", "AHEAD", "OPEN", "CLOSED", "ENTRANCE",
+              "SHOP", "CENTER", "TOURS", "NEXT LEFT")  # fmt: skip
+
+
 def _sign(rng: random.Random) -> tuple[str, dict[str, str]]:
     """A sign as drawn, with the parts a question can ask about."""
-    kind = rng.choice(("warning", "place", "food", "ranch", "price", "date", "street", "city"))
+    kinds = ("warning", "place", "food", "ranch", "price", "date", "street", "city", "open")
+    kind = rng.choices(kinds, (1, 1, 1, 1, 1, 1, 1, 1, 3))[0]
     f: dict[str, str] = {}
-    if kind == "warning":
+    if kind == "open":  # open words: "SAFARI PARK EXIT", "WELCOME TO THE SILVER HARBOR"
+        words = open_words()
+        head = rng.choice(words["nouns"])[0].upper()
+        mod = rng.choice(words["adjectives"] if rng.random() < 0.5 else words["nouns"])
+        mod = (mod if isinstance(mod, str) else mod[0]).upper()
+        lead = rng.choice(("", "", "", "WELCOME TO THE", "VISIT THE", "THE", "NEW"))
+        tail = rng.choice(SIGN_TAILS)
+        text = " ".join(x for x in (lead, mod, head, tail) if x)
+        f["kind"], f["_head"] = f"{mod} {head}", head
+        if tail == "FOR SALE":
+            f["sale"] = f"{mod} {head}"
+    elif kind == "warning":
         text = rng.choice(W.WARNINGS)
         if "24" in text:
             f["number"] = "24"
@@ -1754,16 +1770,29 @@ def _text_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
         "number": "What number is shown on the screen?",
         "price": "What price is shown?",
         "street": "Which street is named on the sign?",
+        "sale": "What is for sale?",
     }
     found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for (item, parts), e in zip(items, evs, strict=True):
         for key, value in parts.items():
+            if key.startswith("_"):
+                continue
             at = item["text"].lower().find(value.lower())
             if at >= 0:
+                if key == "kind":  # "What kind of park is named?" -> "safari park"
+                    key = f"kind:{parts['_head'].lower()}"
                 found.setdefault(key, []).append((item["text"][at : at + len(value)], e))
     for key, hits in found.items():
         if len(hits) == 1:
-            out.append(_q(asks[key], _quote(hits[0][0]), "text", [hits[0][1]]))
+            if key.startswith("kind:"):
+                where = rng.choice(("is named", "is named on the screen", "is shown on the sign",
+                                    "is written on the screen", "does the sign name"))  # fmt: skip
+                head = key.split(":", 1)[1]
+                q = (f"What kind of {head} does the sign name?" if where.startswith("does")
+                     else f"What kind of {head} {where}?")  # fmt: skip
+            else:
+                q = asks[key]
+            out.append(_q(q, _quote(hits[0][0]), "text", [hits[0][1]]))
     return out
 
 
