@@ -10,6 +10,9 @@ applied to the scores before each greedy step, make that impossible without retr
   the piece's "said in English:" label, never the question), and may close the quote only at
   a word boundary. A shortened quote is still a true quote; a spliced one is not.
 - **A quote opens on a word**: its first piece has a letter or digit (no '"."', no '", ..."').
+- **A quote holds no unknown piece.** A character the vocabulary lacks reads as ``[UNK]``,
+  which decoding drops: a quote through it would join the characters either side of a gap
+  (Chinese "州 地" out of "廣州市佛地產"). It ends before one instead.
 - **No word twice in a row** unless the inputs have it twice in a row ("so so" may be said).
 
 The rules only ever remove choices; when they leave none (a forced continuation that the
@@ -47,6 +50,7 @@ class CopyRules:
         label_end_id: The token that ends a piece's label (``:``).
         end_id: The end-of-text token (written when nothing else is allowed).
         wordlike: (V,) bool, True at pieces with a letter or digit (None: every piece).
+        unknown_id: The ``[UNK]`` piece (None: the vocabulary has none).
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class CopyRules:
         label_end_id: int,
         end_id: int,
         wordlike: torch.Tensor | None = None,
+        unknown_id: int | None = None,
     ) -> None:
         self.continuation = continuation.bool().cpu()
         self.wordlike = (
@@ -80,7 +85,7 @@ class CopyRules:
                     rest = [t for t, u in zip(tokens[i:], unit_of[i:], strict=True) if u == unit]
                     labelled[unit] = label_end_id in rest
                     in_label = labelled[unit]
-                content[i] = not in_label
+                content[i] = not in_label and tok != unknown_id
                 if in_label and tok == label_end_id:
                     in_label = False
             src = _Source(tokens, unit_of, content)
@@ -110,7 +115,7 @@ class CopyRules:
             ends = nxt >= len(src.tokens) or src.units[nxt] != src.units[p]
             if ends or not self.continuation[src.tokens[nxt]]:
                 allowed.add(self.quote_id)  # the run ends a word here: the quote may close
-            if not ends:
+            if not ends and src.content[nxt]:
                 allowed.add(src.tokens[nxt])
         return allowed or {self.quote_id}
 

@@ -57,13 +57,20 @@ CONTEXT_NAME = "context.npz"  # what the model reads about a video, cached besid
 _LANGUAGE = re.compile(r"\b(" + "|".join(sorted(set(LANGUAGE_NAMES.values()))) + r")\b")
 
 
+_SPACELESS = re.compile(
+    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]) (?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])"
+)
+
+
 def tidy(text: str) -> str:
-    """Word pieces decoded back to prose: no space before punctuation or inside quotes or
-    hyphenated words, a name the decoder wrote twice in one list ("a dog and a dog") once,
-    and language names capitalised (the vocabulary is uncased; quotes stay as they were)."""
+    """Word pieces decoded back to prose: no space before punctuation, inside quotes, in
+    hyphenated words or between Chinese or Japanese characters; a name the decoder wrote twice
+    in one list ("a dog and a dog") once; language names capitalised (the vocabulary is
+    uncased; quotes stay as they were)."""
     text = re.sub(r"\s+([;,.:?!])", r"\1", text)
     text = re.sub(r'"\s*([^"]*?)\s*"', r'"\1"', text)
     text = re.sub(r"(\w) - (\w)", r"\1-\2", text)
+    text = _SPACELESS.sub("", text)  # the vocabulary splits Chinese and Japanese by character
     text = re.sub(r"\b((?:a|an) [\w ]+?) and \1\b", r"\1", text)
     parts = text.split('"')
     parts[::2] = [_LANGUAGE.sub(lambda m: m.group(1).capitalize(), part) for part in parts[::2]]

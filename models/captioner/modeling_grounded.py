@@ -433,6 +433,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             encoded.source_ids, encoded.copyable, encoded.units, flags,
             quote_id=quote, label_end_id=colon,
             end_id=self.config.decoder_config.eos_token_id, wordlike=self._wordlike,
+            unknown_id=tokenizer.unk_token_id,
         )  # fmt: skip
 
     def output_index_table(self) -> torch.Tensor:

@@ -99,3 +99,17 @@ def test_a_quote_never_opens_on_punctuation() -> None:
     )  # fmt: skip
     assert allowed(r, [QUOTE]) == {SHE, HAD}
     assert allowed(r, [QUOTE, SHE]) == {comma, QUOTE}  # inside a quote punctuation is copied
+
+
+def test_a_quote_never_runs_through_an_unknown_piece() -> None:
+    """Decoding drops [UNK]: a quote through one would splice the words either side."""
+    unk = 27
+    ids = [WHAT, SAYS, SAID, COLON, SHE, unk, HAD, YOUR]
+    units = [-1, -1, 0, 0, 0, 0, 0, 0]
+    r = CopyRules(
+        torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool), torch.tensor([units]),
+        CONTINUATION, quote_id=QUOTE, label_end_id=COLON, end_id=SEP, unknown_id=unk,
+    )  # fmt: skip
+    assert allowed(r, [QUOTE]) == {SHE, HAD, YOUR}  # never opens on it
+    assert allowed(r, [QUOTE, SHE]) == {QUOTE}  # "she [UNK] had" would read "she had"
+    assert allowed(r, [QUOTE, HAD]) == {YOUR, QUOTE}

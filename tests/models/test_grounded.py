@@ -291,6 +291,9 @@ def test_decoded_text_reads_as_prose() -> None:
     assert tidy("a dog and a cat can be seen .") == "a dog and a cat can be seen."
     said = 'a voice says in russian : " видняга " ; the words " english breakfast " appear .'
     assert tidy(said) == 'a voice says in Russian: "видняга"; the words "english breakfast" appear.'
+    assert (
+        tidy('a voice says in chinese : " 中 間 协 会 "') == 'a voice says in Chinese: "中間协会"'
+    )
 
 
 def test_a_restricted_vocabulary_survives_saving_and_loading(
