@@ -47,6 +47,7 @@ from models.device import default_device
 from models.media import MediaInfo, MediaLimits, audio_windows, probe
 from models.media.reader import iter_audio
 from models.media.sampling import segment_spans
+from models.perception.languages import spaceless_class
 from models.perception.result import Perception
 
 CONTEXT_VERSION = 1
@@ -57,9 +58,8 @@ CONTEXT_NAME = "context.npz"  # what the model reads about a video, cached besid
 _LANGUAGE = re.compile(r"\b(" + "|".join(sorted(set(LANGUAGE_NAMES.values()))) + r")\b")
 
 
-_SPACELESS = re.compile(
-    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]) (?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff])"
-)
+# The vocabulary splits Chinese and Japanese into characters: joined again after decoding.
+_SPACELESS = re.compile(f"(?<=[{spaceless_class()}]) (?=[{spaceless_class()}])")
 
 
 def tidy(text: str) -> str:
@@ -70,7 +70,7 @@ def tidy(text: str) -> str:
     text = re.sub(r"\s+([;,.:?!])", r"\1", text)
     text = re.sub(r'"\s*([^"]*?)\s*"', r'"\1"', text)
     text = re.sub(r"(\w) - (\w)", r"\1-\2", text)
-    text = _SPACELESS.sub("", text)  # the vocabulary splits Chinese and Japanese by character
+    text = _SPACELESS.sub("", text)
     text = re.sub(r"\b((?:a|an) [\w ]+?) and \1\b", r"\1", text)
     parts = text.split('"')
     parts[::2] = [_LANGUAGE.sub(lambda m: m.group(1).capitalize(), part) for part in parts[::2]]

@@ -1,4 +1,5 @@
-"""The languages Whisper knows, by the codes it uses (ISO 639-1, plus ``haw`` and ``yue``).
+"""The languages Whisper knows, by the codes it uses (ISO 639-1, plus ``haw`` and ``yue``),
+and the scripts written without spaces between words.
 
 Plain data, no torch: the API's ``language`` upload option and the CLI's ``--language`` are
 read by :func:`language_code`.
@@ -28,3 +29,24 @@ def language_code(value: str | None) -> str | None:
             f"unknown language {value!r}: use an ISO 639-1 code (en, de, ru, ...) or auto"
         )
     return code
+
+
+# Scripts written without spaces between words (Chinese, Japanese): one character, one token.
+SPACELESS_RANGES = (
+    (0x3040, 0x30FF),  # hiragana, katakana
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0x20000, 0x2FFFF),  # CJK extensions B-F
+)
+
+
+def spaceless(char: str) -> bool:
+    """Whether ``char`` belongs to a script written without spaces between words."""
+    code = ord(char)
+    return any(low <= code <= high for low, high in SPACELESS_RANGES)
+
+
+def spaceless_class() -> str:
+    """:data:`SPACELESS_RANGES` as the inside of a regular-expression character class."""
+    return "".join(f"{chr(low)}-{chr(high)}" for low, high in SPACELESS_RANGES)

@@ -94,6 +94,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from models.captioner.answers import NO_ANSWER, Answer, Evidence
 from models.media.errors import MediaError
+from models.perception.languages import spaceless  # compared character by character
 from models.perception.result import Perception
 
 if TYPE_CHECKING:
@@ -160,19 +161,6 @@ _SPELLING = {
     "honour": "honor",
 }
 _APOSTROPHES = frozenset("'\u2019\u02bc")
-# Scripts written without spaces between words: compared character by character.
-_SPACELESS = (
-    (0x3040, 0x30FF),  # hiragana, katakana
-    (0x3400, 0x4DBF),  # CJK extension A
-    (0x4E00, 0x9FFF),  # CJK unified ideographs
-    (0xF900, 0xFAFF),  # CJK compatibility ideographs
-    (0x20000, 0x2FFFF),  # CJK extensions B-F
-)
-
-
-def _spaceless(char: str) -> bool:
-    code = ord(char)
-    return any(low <= code <= high for low, high in _SPACELESS)
 
 
 def _clean(text: str) -> str:
@@ -242,7 +230,7 @@ def tokens(text: str) -> list[str]:
     for word in normalise(text).split():
         run = ""
         for char in word:
-            if _spaceless(char):
+            if spaceless(char):
                 if run:
                     out.append(run)
                     run = ""

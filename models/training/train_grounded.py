@@ -143,21 +143,23 @@ def writable_ids(data: Path, config: GroundedCaptionerConfig) -> list[int]:
 
     tokenizer = AutoTokenizer.from_pretrained(text_encoder_dir(config.text_encoder))
     ids = set(tokenizer.all_special_ids)
-    for record in read_split(data, "train"):
-        texts = [record["caption"], *(s["caption"] for s in record["segments"])]
-        texts += [q["answer"] for q in record["questions"]]
-        for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-            ids.update(row)
+    for row in tokenizer(target_texts(data), add_special_tokens=False)["input_ids"]:
+        ids.update(row)
     return sorted(ids)
 
 
-def target_phrasing(data: Path, split: str = "train") -> set[str]:
-    """The words the training targets use outside quotes (``models/captioner/claims.py``)."""
+def target_texts(data: Path, split: str = "train") -> list[str]:
+    """What the model is taught to write: every description, segment description and answer."""
     texts: list[str] = []
     for record in read_split(data, split):
         texts += [record["caption"], *(s["caption"] for s in record["segments"])]
         texts += [q["answer"] for q in record["questions"]]
-    return phrasing_words(texts)
+    return texts
+
+
+def target_phrasing(data: Path, split: str = "train") -> set[str]:
+    """The words the training targets use outside quotes (``models/captioner/claims.py``)."""
+    return phrasing_words(target_texts(data, split))
 
 
 def normalise(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from models.captioner.copying import CopyRules
@@ -16,8 +18,9 @@ CONTINUATION = torch.zeros(V, dtype=torch.bool)
 CONTINUATION[GREA_SY] = True  # "grea" "##sy"
 
 
-def rules(*pieces: list[int], question: list[int] | None = None) -> CopyRules:
-    """Inputs: the question (unit -1), then each piece as its own unit."""
+def rules(*pieces: list[int], question: list[int] | None = None, **options: Any) -> CopyRules:
+    """Inputs: the question (unit -1), then each piece as its own unit; ``options``: the
+    rules' optional arguments (``wordlike``, ``unknown_id``)."""
     ids, units = list(question or [WHAT, SAYS]), [-1] * len(question or [WHAT, SAYS])
     for u, piece in enumerate(pieces):
         ids += piece
@@ -26,7 +29,7 @@ def rules(*pieces: list[int], question: list[int] | None = None) -> CopyRules:
     copyable = torch.tensor([[False, False] + [True] * len(ids)])
     return CopyRules(
         source, copyable, torch.tensor([[-1, -1, *units]]), CONTINUATION,
-        quote_id=QUOTE, label_end_id=COLON, end_id=SEP,
+        quote_id=QUOTE, label_end_id=COLON, end_id=SEP, **options,
     )  # fmt: skip
 
 
@@ -91,12 +94,7 @@ def test_a_quote_never_opens_on_punctuation() -> None:
     comma, full_stop = 25, 26
     wordlike = torch.ones(V, dtype=torch.bool)
     wordlike[[comma, full_stop, QUOTE, COLON]] = False
-    ids = [WHAT, SAYS, SAID, COLON, SHE, comma, HAD, full_stop]
-    units = [-1, -1, 0, 0, 0, 0, 0, 0]
-    r = CopyRules(
-        torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool), torch.tensor([units]),
-        CONTINUATION, quote_id=QUOTE, label_end_id=COLON, end_id=SEP, wordlike=wordlike,
-    )  # fmt: skip
+    r = rules([SAID, COLON, SHE, comma, HAD, full_stop], wordlike=wordlike)
     assert allowed(r, [QUOTE]) == {SHE, HAD}
     assert allowed(r, [QUOTE, SHE]) == {comma, QUOTE}  # inside a quote punctuation is copied
 
@@ -104,12 +102,7 @@ def test_a_quote_never_opens_on_punctuation() -> None:
 def test_a_quote_never_runs_through_an_unknown_piece() -> None:
     """Decoding drops [UNK]: a quote through one would splice the words either side."""
     unk = 27
-    ids = [WHAT, SAYS, SAID, COLON, SHE, unk, HAD, YOUR]
-    units = [-1, -1, 0, 0, 0, 0, 0, 0]
-    r = CopyRules(
-        torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool), torch.tensor([units]),
-        CONTINUATION, quote_id=QUOTE, label_end_id=COLON, end_id=SEP, unknown_id=unk,
-    )  # fmt: skip
+    r = rules([SAID, COLON, SHE, unk, HAD, YOUR], unknown_id=unk)
     assert allowed(r, [QUOTE]) == {SHE, HAD, YOUR}  # never opens on it
     assert allowed(r, [QUOTE, SHE]) == {QUOTE}  # "she [UNK] had" would read "she had"
     assert allowed(r, [QUOTE, HAD]) == {YOUR, QUOTE}

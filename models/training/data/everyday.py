@@ -59,6 +59,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -871,10 +872,7 @@ def _compound(rng: random.Random) -> Sentence:
         toks += _toks(joiner.replace(",", " ,").replace(";", " ;"))
         toks += _lowered(body)
     toks = [*_cap(toks), Tok(".")]
-    counts: dict[str, int] = {}
-    for p in parts:
-        for q, _, _ in p.qa:
-            counts[q] = counts.get(q, 0) + 1
+    counts = Counter(q for p in parts for q, _, _ in p.qa)
     qa = [item for p in parts for item in p.qa if counts[item[0]] == 1]
     return Sentence("en", "compound", toks, {"parts": str(n)}, qa)
 
@@ -1159,6 +1157,9 @@ def _simulate_frame(
     return [cat.classes[i].tag(v * scale) for i, v in top]
 
 
+KIND_ASKS = ("What kind of {} is named?", "What kind of {} is named on the screen?",
+             "What kind of {} is shown on the sign?", "What kind of {} is written on the screen?",
+             "What kind of {} does the sign name?")  # fmt: skip
 SIGN_TAILS = ("", "", "", "EXIT", "TODAY", "FOR SALE", "AHEAD", "OPEN", "CLOSED", "ENTRANCE",
               "SHOP", "CENTER", "TOURS", "NEXT LEFT")  # fmt: skip
 
@@ -1171,12 +1172,14 @@ def _sign(rng: random.Random) -> tuple[str, dict[str, str]]:
     if kind == "open":  # open words: "SAFARI PARK EXIT", "WELCOME TO THE SILVER HARBOR"
         words = open_words()
         head = rng.choice(words["nouns"])[0].upper()
-        mod = rng.choice(words["adjectives"] if rng.random() < 0.5 else words["nouns"])
-        mod = (mod if isinstance(mod, str) else mod[0]).upper()
+        if rng.random() < 0.5:
+            mod = rng.choice(words["adjectives"]).upper()
+        else:
+            mod = rng.choice(words["nouns"])[0].upper()
         lead = rng.choice(("", "", "", "WELCOME TO THE", "VISIT THE", "THE", "NEW"))
         tail = rng.choice(SIGN_TAILS)
         text = " ".join(x for x in (lead, mod, head, tail) if x)
-        f["kind"], f["_head"] = f"{mod} {head}", head
+        f["kind"] = f"{mod} {head}"  # "What kind of park ...?": the head is its last word
         if tail == "FOR SALE":
             f["sale"] = f"{mod} {head}"
     elif kind == "warning":
@@ -1771,28 +1774,18 @@ def _text_questions(clip: Clip, rng: random.Random) -> list[dict[str, Any]]:
         "price": "What price is shown?",
         "street": "Which street is named on the sign?",
         "sale": "What is for sale?",
+        "kind": rng.choice(KIND_ASKS),  # "What kind of park is named?" -> "safari park"
     }
     found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for (item, parts), e in zip(items, evs, strict=True):
         for key, value in parts.items():
-            if key.startswith("_"):
-                continue
             at = item["text"].lower().find(value.lower())
             if at >= 0:
-                if key == "kind":  # "What kind of park is named?" -> "safari park"
-                    key = f"kind:{parts['_head'].lower()}"
-                found.setdefault(key, []).append((item["text"][at : at + len(value)], e))
-    for key, hits in found.items():
+                question = asks[key].format(value.split()[-1].lower())
+                found.setdefault(question, []).append((item["text"][at : at + len(value)], e))
+    for question, hits in found.items():
         if len(hits) == 1:
-            if key.startswith("kind:"):
-                where = rng.choice(("is named", "is named on the screen", "is shown on the sign",
-                                    "is written on the screen", "does the sign name"))  # fmt: skip
-                head = key.split(":", 1)[1]
-                q = (f"What kind of {head} does the sign name?" if where.startswith("does")
-                     else f"What kind of {head} {where}?")  # fmt: skip
-            else:
-                q = asks[key]
-            out.append(_q(q, _quote(hits[0][0]), "text", [hits[0][1]]))
+            out.append(_q(question, _quote(hits[0][0]), "text", [hits[0][1]]))
     return out
 
 
