@@ -410,10 +410,11 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "?",
         "(",
         ")",
+        '"',
         *TINY_BERT_WORDS,
     ]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
     config = BertConfig(

@@ -86,6 +86,11 @@ class GroundedCaptionerConfig(PreTrainedConfig):
             description clause or answer with any other word is dropped, unless the word is a
             name of what the tagger saw in that video (``models/captioner/claims.py``); None:
             no such check.
+        quote_spans: Quotes are chosen whole: at an opening ``"`` a span head picks the
+            first and last word piece of one read piece's content (extractive reading, as
+            BERT's question answering), and the quote is written from it at once. False: the
+            pointer writes a quote piece by piece and decides at each piece whether to close.
+        max_quote_tokens: The longest quote the span head may pick, in word pieces.
     """
 
     model_type = "vidcap-grounded"
@@ -114,6 +119,8 @@ class GroundedCaptionerConfig(PreTrainedConfig):
     no_repeat_ngram_size: int = 3
     copy_rules: bool = True
     phrasing_words: list[str] | None = None
+    quote_spans: bool = False
+    max_quote_tokens: int = 40
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -138,7 +145,10 @@ class GroundedCaptionerConfig(PreTrainedConfig):
         """Check what the sub-configs do not check themselves."""
         for name in ("sample_rate", "audio_window_s", "frames_per_second", "tag_classes"):
             _positive(name, getattr(self, name))
-        for name in ("max_frames", "max_question_tokens", "max_context_tokens", "max_new_tokens"):
+        for name in (
+            "max_frames", "max_question_tokens", "max_context_tokens", "max_new_tokens",
+            "max_quote_tokens",
+        ):  # fmt: skip
             _positive(name, getattr(self, name))
         vb = self.videobert_config
         if self.max_frames > vb.max_position_embeddings:

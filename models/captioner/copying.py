@@ -34,6 +34,7 @@ class _Source:
     tokens: list[int]
     units: list[int]
     content: list[bool]  # may be quoted: after its piece's label, and not the question
+    index: list[int]  # each token's encoder position
     positions: dict[int, list[int]] = field(default_factory=dict)  # token -> content positions
     doubled: set[int] = field(default_factory=set)  # tokens the inputs repeat back to back
 
@@ -74,6 +75,7 @@ class CopyRules:
         self.sources: list[_Source] = []
         for row in range(source_ids.shape[0]):
             keep = copyable[row].cpu()
+            index = keep.nonzero().flatten().tolist()
             tokens = source_ids[row].cpu()[keep].tolist()
             unit_of = units[row].cpu()[keep].tolist()
             content = [False] * len(tokens)
@@ -88,7 +90,7 @@ class CopyRules:
                 content[i] = not in_label and tok != unknown_id
                 if in_label and tok == label_end_id:
                     in_label = False
-            src = _Source(tokens, unit_of, content)
+            src = _Source(tokens, unit_of, content, index)
             found: dict[int, list[int]] = defaultdict(list)
             for i, tok in enumerate(tokens):
                 if content[i]:
@@ -118,6 +120,36 @@ class CopyRules:
             if not ends and src.content[nxt]:
                 allowed.add(src.tokens[nxt])
         return allowed or {self.quote_id}
+
+    def quotable_spans(self, row: int, max_tokens: int) -> list[tuple[int, int]]:
+        """Every run of whole words of one piece's content that a quote may hold, as the
+        encoder positions (first, last) of its first and last word piece; at most
+        ``max_tokens`` pieces, and never through an unknown piece."""
+        src = self.sources[row]
+        n = len(src.tokens)
+        out: list[tuple[int, int]] = []
+        for i in range(n):
+            tok = src.tokens[i]
+            if not src.content[i] or self.continuation[tok] or not self.wordlike[tok]:
+                continue
+            for j in range(i, min(n, i + max_tokens)):
+                if not src.content[j] or src.units[j] != src.units[i]:
+                    break
+                ends = j + 1 >= n or src.units[j + 1] != src.units[j]
+                if ends or not self.continuation[src.tokens[j + 1]]:
+                    out.append((src.index[i], src.index[j]))
+        return out
+
+    def locate(self, row: int, run: list[int], max_tokens: int) -> tuple[int, int] | None:
+        """Where the inputs hold the quote ``run`` (its first occurrence), as in
+        :meth:`quotable_spans`; None when they do not."""
+        src = self.sources[row]
+        at = {p: i for i, p in enumerate(src.index)}
+        for first, last in self.quotable_spans(row, max_tokens):
+            i, j = at[first], at[last]
+            if src.tokens[i : j + 1] == run:
+                return first, last
+        return None
 
     def apply(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Mask the next-token ``scores`` (B, V) after the decoded ``ids`` (B, L, with the start

@@ -200,6 +200,11 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         self.evidence_query = nn.Linear(d, d)
         self.evidence_key = nn.Linear(d, d)
         self.audio_head = nn.Linear(vb.hidden_size, len(AUDIO_CLASSES))
+        if config.quote_spans:  # the state at an opening quote asks for the quote's two ends
+            self.span_start_query = nn.Linear(d, d)
+            self.span_start_key = nn.Linear(d, d)
+            self.span_end_query = nn.Linear(d, d)
+            self.span_end_key = nn.Linear(d, d)
         # The tagger's class names embedded by the text encoder (filled by build_grounded).
         self.register_buffer("tag_table", torch.zeros(config.tag_classes, d))
         # The words the decoder may write from its own vocabulary (all, when empty); any other
@@ -444,6 +449,62 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             table[self.output_ids] = torch.arange(len(self.output_ids), device=table.device)
         return table
 
+    def span_scores(
+        self, encoded: EncodedInputs, rows: torch.Tensor, queries: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start and end scores (N, S) of the encoder positions of ``rows`` (N,) as a quote's
+        first and last word piece, asked by the decoder states ``queries`` (N, d) at the
+        opening quotes; -inf where nothing may be quoted."""
+        states = encoded.states[rows]  # (N, S, d)
+        d = states.shape[-1]
+        out = []
+        for query, key in (
+            (self.span_start_query, self.span_start_key),
+            (self.span_end_query, self.span_end_key),
+        ):
+            score = (key(states) @ query(queries).unsqueeze(-1)).squeeze(-1) / math.sqrt(d)
+            out.append(score.float().masked_fill(~encoded.copyable[rows], float("-inf")))
+        return out[0], out[1]
+
+    def pick_span(
+        self, encoded: EncodedInputs, row: int, query: torch.Tensor, rules: CopyRules
+    ) -> tuple[int, int] | None:
+        """The quotable span (first, last encoder position) with the best start + end score."""
+        candidates = rules.quotable_spans(row, self.config.max_quote_tokens)
+        if not candidates:
+            return None
+        rows = torch.tensor([row], device=query.device)
+        start, end = self.span_scores(encoded, rows, query.reshape(1, -1))
+        first = torch.tensor([c[0] for c in candidates], device=start.device)
+        last = torch.tensor([c[1] for c in candidates], device=start.device)
+        best = int((start[0, first] + end[0, last]).argmax())
+        return candidates[best]
+
+    @torch.no_grad()
+    def start_spans_from_pointer(self) -> None:
+        """A new span head on a trained model starts as its copy pointer: the pointer already
+        knows which read pieces an answer's words come from."""
+        for query, key in (
+            (self.span_start_query, self.span_start_key),
+            (self.span_end_query, self.span_end_key),
+        ):
+            _copy_linear(query, self.copy_query.weight, self.copy_query.bias)
+            _copy_linear(key, self.copy_key.weight, self.copy_key.bias)
+
+    def span_loss(
+        self, encoded: EncodedInputs, states: torch.Tensor, spans: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of the quotes' first and last pieces. ``spans``: (Q, 4) rows of
+        (example, decoder position of the opening quote's state, first, last)."""
+        rows, at, first, last = spans.unbind(-1)
+        start, end = self.span_scores(encoded, rows, states[rows, at])
+        # the end is scored among the positions of the same piece from the first one on
+        position = torch.arange(start.shape[1], device=start.device)
+        unit = encoded.units[rows]
+        same = unit.eq(unit.gather(1, first[:, None])) & position.ge(first[:, None])
+        end = end.masked_fill(~same, float("-inf"))
+        return F.cross_entropy(start, first) + F.cross_entropy(end, last)
+
     def evidence_scores(
         self, encoded: EncodedInputs, states: torch.Tensor, answer_mask: torch.Tensor, units: int
     ) -> torch.Tensor:
@@ -468,6 +529,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         labels: torch.Tensor,
         evidence: torch.Tensor | None = None,
         audio_classes: torch.Tensor | None = None,
+        quote_spans: torch.Tensor | None = None,
         loss_weights: dict[str, float] | None = None,
         **inputs: torch.Tensor,
     ) -> GroundedOutput:
@@ -477,10 +539,13 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             labels: (B, L) target ids ending with [SEP], -100 at padding.
             evidence: (B, U) float, 1 at the units the answer rests on (rows of zeros: none).
             audio_classes: (B, T) index into AUDIO_CLASSES per frame, -100 where unknown.
-            loss_weights: Weights of the ``evidence`` and ``audio`` losses (default 1, 0.5).
+            quote_spans: (Q, 4) the target quotes found in the inputs (see :meth:`span_loss`);
+                used when the config has ``quote_spans``.
+            loss_weights: Weights of the ``evidence``, ``audio`` and ``span`` losses (default
+                1, 0.5, 0.5).
             inputs: :meth:`encode`'s arguments.
         """
-        weights = {"evidence": 1.0, "audio": 0.5, **(loss_weights or {})}
+        weights = {"evidence": 1.0, "audio": 0.5, "span": 0.5, **(loss_weights or {})}
         encoded = self.encode(**inputs)
         start = torch.full_like(labels[:, :1], self.config.decoder_config.decoder_start_token_id)
         decoder_input_ids = torch.cat([start, labels[:, :-1].clamp(min=0)], dim=1)
@@ -502,6 +567,8 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                 audio_classes.flatten(),
                 ignore_index=-100,
             )
+        if self.config.quote_spans and quote_spans is not None and len(quote_spans):
+            losses["span"] = weights["span"] * self.span_loss(encoded, states, quote_spans)
         return GroundedOutput(
             loss=sum(losses.values()),  # type: ignore[arg-type]
             losses=losses,
@@ -526,8 +593,10 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         done = torch.zeros(b, dtype=torch.bool, device=ids.device)
         n = self.config.no_repeat_ngram_size
         rules = self.copy_rules(encoded)
+        spans = rules is not None and self.config.quote_spans
+        forced: list[list[int]] = [[] for _ in range(b)]  # the rest of a quote picked whole
         for _ in range(limit):
-            _, logprobs = self.decode(encoded, ids, last_only=True)
+            h, logprobs = self.decode(encoded, ids, last_only=True)
             scores = logprobs[:, -1]
             if n and ids.shape[1] >= n:  # no n-gram twice: copying must not loop
                 scores = scores.clone()
@@ -541,6 +610,18 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             if rules is not None:
                 scores = rules.apply(scores, ids)
             step = scores.argmax(-1)
+            if spans:
+                assert rules is not None
+                for row, seq in enumerate(ids[:, 1:].tolist()):
+                    opened = bool(seq) and seq[-1] == rules.quote_id
+                    if opened and not forced[row] and seq.count(rules.quote_id) % 2 == 1:
+                        span = self.pick_span(encoded, row, h[row, -1], rules)
+                        if span is not None:
+                            first, last = span
+                            forced[row] = encoded.source_ids[row, first : last + 1].tolist()
+                            forced[row].append(rules.quote_id)
+                    if forced[row]:
+                        step[row] = forced[row].pop(0)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)
             ids = torch.cat([ids, step[:, None]], dim=1)
             done |= step.eq(dc.eos_token_id)

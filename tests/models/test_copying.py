@@ -106,3 +106,29 @@ def test_a_quote_never_runs_through_an_unknown_piece() -> None:
     assert allowed(r, [QUOTE]) == {SHE, HAD, YOUR}  # never opens on it
     assert allowed(r, [QUOTE, SHE]) == {QUOTE}  # "she [UNK] had" would read "she had"
     assert allowed(r, [QUOTE, HAD]) == {YOUR, QUOTE}
+
+
+def test_a_whole_quote_is_a_run_of_whole_words_of_one_piece_content() -> None:
+    r = rules(SPEECH, [COLON, SO, WATER])
+    spans = r.quotable_spans(0, max_tokens=40)
+    source = r.sources[0]
+    at = {p: i for i, p in enumerate(source.index)}
+    texts = {tuple(source.tokens[at[a] : at[b] + 1]) for a, b in spans}
+    assert (SHE, HAD, YOUR) in texts and (DARK, SUIT, GREA, GREA_SY, WATER) in texts
+    assert (SO, WATER) in texts
+    assert not any(t[0] in (SAID, COLON, GREA_SY, WHAT) for t in texts)  # no label or question
+    assert (SUIT, GREA) not in texts  # never ends inside "greasy"
+    assert not any(SHE in t and SO in t for t in texts)  # never across two pieces
+    short = r.quotable_spans(0, max_tokens=2)
+    assert all(b - a < 2 for a, b in short)
+
+
+def test_a_target_quote_is_found_where_the_inputs_hold_it_verbatim() -> None:
+    r = rules(SPEECH)
+    found = r.locate(0, [GREA, GREA_SY, WATER], max_tokens=40)
+    assert found is not None
+    source = r.sources[0]
+    at = {p: i for i, p in enumerate(source.index)}
+    assert source.tokens[at[found[0]] : at[found[1]] + 1] == [GREA, GREA_SY, WATER]
+    assert r.locate(0, [SHE, YOUR], max_tokens=40) is None  # not a run of the inputs
+    assert r.locate(0, [GREA_SY, WATER], max_tokens=40) is None  # starts inside a word

@@ -335,3 +335,67 @@ def test_a_transcript_segment_is_read_one_sentence_a_piece() -> None:
     (first, second) = sentences(10.0, 20.0, "One two three. Four five six.", "en")
     assert first[:1] == (10.0,) and second[1] == 20.0 and first[1] == second[0]
     assert sentences(0.0, 2.0, "just one sentence", None) == [(0.0, 2.0, "just one sentence", None)]
+
+
+def test_a_quote_is_picked_whole_by_the_span_head(tiny_bert_dir: Path) -> None:
+    # Whatever its weights, a model with the span head quotes a run of whole words of one
+    # piece's content (never the question or a label), and closes the quote after it.
+    torch.manual_seed(0)
+    config = tiny_config(tiny_bert_dir)
+    config.quote_spans = True
+    model = build_grounded(config, class_names=CLASSES).eval()
+    tok = model.text_encoder.tokenizer
+    quote = tok.convert_tokens_to_ids('"')
+    cache = PieceCache(model.text_encoder)
+    packed = pack(
+        [context()], ["what did anna buy?"], cache,
+        max_frames=8, max_question_tokens=16, max_context_tokens=48,
+    )  # fmt: skip
+    encoded = model.encode(**packed.inputs)
+    with torch.no_grad():
+        model.final_logits_bias[quote] = 1e4  # the decoder opens a quote first
+    ids, _ = model.greedy(encoded)
+    seq = ids[0].tolist()
+    assert seq[0] == quote and quote in seq[1:]
+    quoted = tok.decode(seq[1 : seq.index(quote, 1)])
+    assert quoted and quoted in {
+        " ".join(words[i:j])
+        for words in (["anna", "bought", "three", "apples", "."], ["beware"])
+        for i in range(len(words))
+        for j in range(i + 1, len(words) + 1)
+    }
+
+
+def test_the_span_head_learns_from_the_quotes_of_the_targets(tiny_bert_dir: Path) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(tiny_bert_dir)
+    config.quote_spans = True
+    model = build_grounded(config, class_names=CLASSES).train()
+    tok = model.text_encoder.tokenizer
+    cache = PieceCache(model.text_encoder)
+    packed = pack(
+        [context()], ["what did anna buy?"], cache,
+        max_frames=8, max_question_tokens=16, max_context_tokens=48,
+    )  # fmt: skip
+    labels = tok(['"three apples"'], return_tensors="pt")["input_ids"][:, 1:]
+    source = torch.cat(
+        [torch.zeros_like(packed.inputs["frame_units"]), packed.inputs["text_ids"]], 1
+    )[0].tolist()
+    first = next(
+        i for i, t in enumerate(source) if t == tok.convert_tokens_to_ids("three")
+    )  # the transcript's "three" (the question has none)
+    spans = torch.tensor([[0, 1, first, first + 1]])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = model(labels=labels, quote_spans=spans, **packed.inputs)
+        assert out.losses is not None and "span" in out.losses
+        losses.append(float(out.losses["span"].detach()))
+        optimizer.zero_grad()
+        assert out.loss is not None
+        out.loss.backward()
+        optimizer.step()
+    assert losses[-1] < 0.2 * losses[0]
+    model.eval()
+    ids, _ = model.greedy(model.encode(**packed.inputs))
+    assert tok.decode(ids[0], skip_special_tokens=True).replace(" ", "") == '"threeapples"'
