@@ -42,6 +42,10 @@ Metrics
   error); confident wrong = answered but not a normalised match (the honest "the video does
   not say" is counted apart, as "no answer"). Questions of a file that could not be read count
   as wrong and unanswered, and are listed.
+- **Tag-nameable** (``tag_nameable``): a question whose reference answer (an alternative, or
+  each part of "X and Y") is an ImageNet-1k label or common name of the tagger's table,
+  singular/plural tolerant. Only these could be answered from the tags however well the
+  tagger saw; for visual questions the count is the ceiling of what the tags can give.
 - **Evidence precision**: among right answers, the share whose evidence has at least one
   item overlapping the reference moment (0.5 s tolerance each side). Reference moment by
   question kind: speech, the manifest's speech spans (with several spans, those whose text
@@ -421,6 +425,47 @@ def _forms(word: str) -> set[str]:
 
 def _same_word(a: str, b: str) -> bool:
     return bool(_forms(a) & _forms(b))
+
+
+@functools.cache
+def _class_names() -> dict[tuple[str, ...], str]:
+    """Every ImageNet-1k label and common name, by its normalised tokens."""
+    from models.perception.tags import imagenet_classes
+
+    names: dict[tuple[str, ...], str] = {}
+    for c in imagenet_classes():
+        for name in (c.label, *c.names):
+            names.setdefault(tuple(tokens(name)), name)
+    return names
+
+
+def _class_named(phrase: str) -> str | None:
+    """The ImageNet-1k label or common name that ``phrase`` is (plural tolerant)."""
+    words = tokens(phrase)
+    if not words:
+        return None
+    names = _class_names()
+    for last in sorted(_forms(words[-1])):
+        found = names.get((*words[:-1], last))
+        if found is not None:
+            return found
+    return None
+
+
+def tag_nameable(reference: str) -> str | None:
+    """The ImageNet-1k label or common name (or "X + Y" for "X and Y") that a reference answer
+    is, or None: no tag of the tagger can be that answer, whatever the frames show (colours,
+    actions, rooms, places, and objects without a class: "a giraffe", "a cake", "a kitchen")."""
+    for alternative in reference_alternatives(reference):
+        found = _class_named(alternative)
+        if found is not None:
+            return found
+        parts = _split_outside_parentheses(alternative, " and ")
+        if len(parts) > 1:
+            named = [_class_named(part) for part in parts]
+            if all(named):
+                return " + ".join(str(n) for n in named)
+    return None
 
 
 def _mentions(words: Sequence[str], phrase: Sequence[str]) -> bool:
@@ -900,8 +945,12 @@ def is_video(entry: dict[str, Any]) -> bool:
 
 def _new_counts() -> dict[str, int]:
     return dict.fromkeys(
-        ("questions", "answered", "right", "exact", "confident_wrong", "no_answer", "errored"), 0
-    )
+        (
+            "questions", "answered", "right", "exact", "confident_wrong", "no_answer", "errored",
+            "tag_nameable",
+        ),
+        0,
+    )  # fmt: skip
 
 
 def _new_evidence() -> dict[str, int]:
@@ -958,6 +1007,7 @@ def _score_questions(
                 "evidence": [e.to_dict() for e in evidence],
                 "reference_spans": [[round(s, 3), round(e, 3)] for s, e in spans],
                 "grounded": right and any(overlaps(e, spans) for e in evidence),
+                "tag_nameable": tag_nameable(reference),
             }
         )
     return rows
@@ -1115,6 +1165,7 @@ def _aggregate(per_file: list[dict[str, Any]], records: list[dict[str, Any]]) ->
                 c["exact"] += row["exact"]
                 c["confident_wrong"] += row["answered"] and not row["right"]
                 c["no_answer"] += not failed and not row["answered"]
+                c["tag_nameable"] += row.get("tag_nameable") is not None
                 if row["right"]:
                     e = evidence.setdefault(kind, _new_evidence())
                     e["right"] += 1
@@ -1339,6 +1390,15 @@ def markdown_report(report: dict[str, Any]) -> str:
         for k, c in [*qa["by_kind"].items(), ("overall", qa["overall"])]
     ]
     lines += _table(header, rows)
+    visual = qa["by_kind"].get("visual")
+    if visual and "tag_nameable" in visual:
+        lines += [
+            "",
+            f"Visual questions whose reference answer is an ImageNet-1k class name (the most"
+            f" the tagger could ever report, however well it saw): {visual['tag_nameable']} of"
+            f" {visual['questions']}. The rest ask for colours, actions, rooms, places or"
+            " objects no class names (`tag_nameable`).",
+        ]
 
     ev = report["evidence"]
     lines += ["", "## Evidence (right answers)", ""]

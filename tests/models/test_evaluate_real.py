@@ -25,6 +25,7 @@ from models.training.evaluate_real import (
     reference_alternatives,
     reference_spans,
     speech_gist,
+    tag_nameable,
     tokens,
     world_words,
 )
@@ -110,6 +111,25 @@ def test_number_words_and_digits_compare_equal() -> None:
 
 def _normalised(answer: str) -> set[str]:
     return {normalise(a) for a in reference_alternatives(answer)}
+
+
+@pytest.mark.parametrize(
+    ("answer", "name"),
+    [
+        ("a dog", "dog"),
+        ("horses", "horse"),  # a plural answer, the singular common name
+        ("a bird (an eagle)", "bird"),
+        ("a dog and a horse", "dog + horse"),
+        ("red", None),  # colours, rooms, places, actions: no class is one
+        ("red and white", None),
+        ("a kitchen", None),
+        ("on a sofa", None),
+        ("flying a kite", None),
+        ("a giraffe and a zebra", None),  # ImageNet-1k has zebras but no giraffes
+    ],
+)
+def test_tag_nameable_says_which_answers_a_tag_could_be(answer: str, name: str | None) -> None:
+    assert tag_nameable(answer) == name
 
 
 @pytest.mark.parametrize(
@@ -396,6 +416,8 @@ def test_evaluate_manifest_on_two_real_videos(
     assert qa["overall"]["accuracy"] == pytest.approx(6 / 11)
     assert qa["by_kind"]["visual"]["questions"] == 6
     assert qa["by_kind"]["visual"]["right"] == 3
+    # of the six visual references only "a dog" and "a bicycle" are ImageNet class names
+    assert qa["by_kind"]["visual"]["tag_nameable"] == 2
     assert qa["by_kind"]["speech"]["accuracy"] == 1.0
     assert qa["by_kind"]["speech"]["exact"] == 2
     assert qa["by_kind"]["audio"]["right"] == 1
