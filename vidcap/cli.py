@@ -900,6 +900,14 @@ def train_command(
             " instead of MiniLM; the optimizer starts afresh.",
         ),
     ] = None,
+    quote_spans: Annotated[
+        bool,
+        typer.Option(
+            "--quote-spans",
+            help="With --grounded: a span head picks each quote whole (with --init from a model"
+            " without one, it starts as the copy pointer).",
+        ),
+    ] = False,
 ) -> None:
     """Train a captioner (settings: defaults < --config file < flags); prints the final dir."""
     if grounded:
@@ -914,6 +922,7 @@ def train_command(
                 argv += [flag, str(value)]
         argv += ["--resume"] * resume + ["--scratch"] * scratch
         argv += ["--init", str(init)] if init else []
+        argv += ["--model-config", '{"quote_spans": true}'] if quote_spans else []
         final = train_grounded.GroundedTrainer(train_grounded.parse(argv)).run()
         _print_json({"model": str(final), "metrics": str(final.parent / "metrics.jsonl")})
         return
