@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from models.captioner.answers import NO_ANSWER
 from models.training.data import everyday
@@ -301,21 +301,16 @@ def test_the_span_head_is_taught_nearly_every_quote_of_the_targets(
     (data / "val").symlink_to(made / "val")
     for split in ("train", "val"):
         shutil.copy(made / "val.jsonl", data / f"{split}.jsonl")
-    trainer = GroundedTrainer(
-        parse(
-            ["--data", str(data), "--out", str(tmp_path / "run"), "--init",
-             "models/checkpoints/default", "--model-config", '{"quote_spans": true}']
-        )  # fmt: skip
-    )
+    argv = ["--data", str(data), "--out", str(tmp_path / "run")]
+    argv += ["--init", "models/checkpoints/default", "--model-config", '{"quote_spans": true}']
+    trainer = GroundedTrainer(parse(argv))
     assert trainer.model.config.quote_spans
     examples = trainer.examples["train"]
     quotes = found = 0
     for i in range(0, len(examples), 32):
         inputs, chunk = trainer.batch("train", examples[i : i + 32])
         spans = inputs["quote_spans"]
-        source = torch.cat(
-            [torch.zeros_like(inputs["frame_units"]), inputs["text_ids"]], dim=1
-        )  # fmt: skip
+        source = torch.cat([torch.zeros_like(inputs["frame_units"]), inputs["text_ids"]], dim=1)
         labels = inputs["labels"]
         for row, at, first, last in spans.tolist():
             # the span holds exactly the words the target quotes
