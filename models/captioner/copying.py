@@ -52,6 +52,8 @@ class CopyRules:
         end_id: The end-of-text token (written when nothing else is allowed).
         wordlike: (V,) bool, True at pieces with a letter or digit (None: every piece).
         unknown_id: The ``[UNK]`` piece (None: the vocabulary has none).
+        quotable: (B, S) bool, the positions of pieces a quote may hold (transcript segments
+            and text items; None: every copyable one).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class CopyRules:
         end_id: int,
         wordlike: torch.Tensor | None = None,
         unknown_id: int | None = None,
+        quotable: torch.Tensor | None = None,
     ) -> None:
         self.continuation = continuation.bool().cpu()
         self.wordlike = (
@@ -78,6 +81,7 @@ class CopyRules:
             index = keep.nonzero().flatten().tolist()
             tokens = source_ids[row].cpu()[keep].tolist()
             unit_of = units[row].cpu()[keep].tolist()
+            said = (quotable[row].cpu()[keep] if quotable is not None else keep[keep]).tolist()
             content = [False] * len(tokens)
             labelled: dict[int, bool] = {}
             for i, (tok, unit) in enumerate(zip(tokens, unit_of, strict=True)):
@@ -87,7 +91,7 @@ class CopyRules:
                     rest = [t for t, u in zip(tokens[i:], unit_of[i:], strict=True) if u == unit]
                     labelled[unit] = label_end_id in rest
                     in_label = labelled[unit]
-                content[i] = not in_label and tok != unknown_id
+                content[i] = not in_label and tok != unknown_id and said[i]
                 if in_label and tok == label_end_id:
                     in_label = False
             src = _Source(tokens, unit_of, content, index)

@@ -126,6 +126,15 @@ class EncodedInputs:
     units: torch.Tensor  # (B, S) evidence unit of each position (-1: none)
     gates: torch.Tensor | None
     audio_logits: torch.Tensor
+    kinds: torch.Tensor | None = None  # (B, S) index into POSITION_KINDS
+
+    def quotable(self) -> torch.Tensor:
+        """(B, S) bool: positions of speech and on-screen text, the only pieces a quote may
+        hold (a tag's name is what the tagger thought, not words said or shown)."""
+        if self.kinds is None:
+            return self.copyable
+        said = self.kinds.eq(KIND["speech"]) | self.kinds.eq(KIND["text"])
+        return self.copyable & said
 
 
 def time_features(start: torch.Tensor, end: torch.Tensor, duration: torch.Tensor) -> torch.Tensor:
@@ -316,6 +325,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             units=torch.cat([frame_units, text_units], dim=1),
             gates=fused.gates,
             audio_logits=self.audio_head(fused.audio_states),
+            kinds=torch.cat([torch.full_like(zeros, KIND["video"]), text_kinds], dim=1),
         )
 
     # ------------------------------------------------------------------ decoder side
@@ -438,7 +448,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             encoded.source_ids, encoded.copyable, encoded.units, flags,
             quote_id=quote, label_end_id=colon,
             end_id=self.config.decoder_config.eos_token_id, wordlike=self._wordlike,
-            unknown_id=tokenizer.unk_token_id,
+            unknown_id=tokenizer.unk_token_id, quotable=encoded.quotable(),
         )  # fmt: skip
 
     def output_index_table(self) -> torch.Tensor:
@@ -467,10 +477,14 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         return out[0], out[1]
 
     def pick_span(
-        self, encoded: EncodedInputs, row: int, query: torch.Tensor, rules: CopyRules
+        self,
+        encoded: EncodedInputs,
+        row: int,
+        query: torch.Tensor,
+        candidates: Sequence[tuple[int, int]],
     ) -> tuple[int, int] | None:
-        """The quotable span (first, last encoder position) with the best start + end score."""
-        candidates = rules.quotable_spans(row, self.config.max_quote_tokens)
+        """Among ``candidates`` (first, last encoder positions of quotable spans), the one with
+        the best start + end score for the decoder state ``query`` at an opening quote."""
         if not candidates:
             return None
         rows = torch.tensor([row], device=query.device)
@@ -595,6 +609,10 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         rules = self.copy_rules(encoded)
         spans = rules is not None and self.config.quote_spans
         forced: list[list[int]] = [[] for _ in range(b)]  # the rest of a quote picked whole
+        quotable: list[list[tuple[int, int]]] = []  # per row: the spans not quoted yet
+        if spans:
+            assert rules is not None
+            quotable = [rules.quotable_spans(row, self.config.max_quote_tokens) for row in range(b)]
         for _ in range(limit):
             h, logprobs = self.decode(encoded, ids, last_only=True)
             scores = logprobs[:, -1]
@@ -609,17 +627,26 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                 scores = self._whole_words(scores, ids, encoded)
             if rules is not None:
                 scores = rules.apply(scores, ids)
+            if spans:  # no piece is quoted twice: once all were, no quote opens
+                assert rules is not None
+                for row in range(b):
+                    if not quotable[row]:
+                        scores[row, rules.quote_id] = float("-inf")
             step = scores.argmax(-1)
             if spans:
                 assert rules is not None
                 for row, seq in enumerate(ids[:, 1:].tolist()):
                     opened = bool(seq) and seq[-1] == rules.quote_id
                     if opened and not forced[row] and seq.count(rules.quote_id) % 2 == 1:
-                        span = self.pick_span(encoded, row, h[row, -1], rules)
+                        span = self.pick_span(encoded, row, h[row, -1], quotable[row])
                         if span is not None:
                             first, last = span
                             forced[row] = encoded.source_ids[row, first : last + 1].tolist()
                             forced[row].append(rules.quote_id)
+                            unit = encoded.units[row, first]
+                            quotable[row] = [
+                                c for c in quotable[row] if encoded.units[row, c[0]] != unit
+                            ]
                     if forced[row]:
                         step[row] = forced[row].pop(0)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)

@@ -305,6 +305,7 @@ class GroundedTrainer:
             source_ids=torch.cat([zeros, text_ids], 1),
             copyable=torch.cat([torch.zeros(b, t, dtype=torch.bool), inputs["text_mask"]], 1),
             units=torch.cat([inputs["frame_units"], inputs["text_units"]], 1),
+            kinds=torch.cat([torch.zeros_like(zeros), inputs["text_kinds"]], 1),
         )  # fmt: skip
         rules = model.copy_rules(encoded)
         if rules is None:

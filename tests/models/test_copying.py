@@ -132,3 +132,13 @@ def test_a_target_quote_is_found_where_the_inputs_hold_it_verbatim() -> None:
     assert source.tokens[at[found[0]] : at[found[1]] + 1] == [GREA, GREA_SY, WATER]
     assert r.locate(0, [SHE, YOUR], max_tokens=40) is None  # not a run of the inputs
     assert r.locate(0, [GREA_SY, WATER], max_tokens=40) is None  # starts inside a word
+
+
+def test_a_quote_holds_words_said_or_shown_never_a_tag_name() -> None:
+    # the second piece is a tag stretch ("seen: dog"): its name is no one's words
+    quotable = torch.tensor([[False] * 4 + [True] * len(SPEECH) + [False] * 3])
+    r = rules(SPEECH, [SAID, COLON, WATER], quotable=quotable)
+    assert WATER in allowed(r, [QUOTE])  # the transcript's "water"
+    tag_starts = 4 + len(SPEECH)  # 2 video positions, 2 question tokens, the transcript
+    assert all(last < tag_starts for _, last in r.quotable_spans(0, max_tokens=40))
+    assert r.locate(0, [WATER], max_tokens=40) == (tag_starts - 1, tag_starts - 1)

@@ -356,14 +356,18 @@ def test_a_quote_is_picked_whole_by_the_span_head(tiny_bert_dir: Path) -> None:
         model.final_logits_bias[quote] = 1e4  # the decoder opens a quote first
     ids, _ = model.greedy(encoded)
     seq = ids[0].tolist()
-    assert seq[0] == quote and quote in seq[1:]
-    quoted = tok.decode(seq[1 : seq.index(quote, 1)])
-    assert quoted and quoted in {
-        " ".join(words[i:j])
-        for words in (["anna", "bought", "three", "apples", "."], ["beware"])
-        for i in range(len(words))
-        for j in range(i + 1, len(words) + 1)
-    }
+    assert seq[0] == quote
+    marks = [i for i, t in enumerate(seq) if t == quote]
+    quoted = [tok.decode(seq[a + 1 : b]) for a, b in zip(marks[::2], marks[1::2], strict=False)]
+    pieces = (["anna", "bought", "three", "apples", "."], ["beware"])
+    runs = [
+        {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+        for words in pieces
+    ]
+    # every quote is a run of one piece, and no piece is quoted twice: with both quoted, the
+    # decoder that wants nothing but quotes can open no third one
+    assert len(quoted) == 2 and len(marks) == 4
+    assert sorted(next(k for k, r in enumerate(runs) if q in r) for q in quoted) == [0, 1]
 
 
 def test_the_span_head_learns_from_the_quotes_of_the_targets(tiny_bert_dir: Path) -> None:
