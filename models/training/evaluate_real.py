@@ -46,6 +46,11 @@ Metrics
   each part of "X and Y") is an ImageNet-1k label or common name of the tagger's table,
   singular/plural tolerant. Only these could be answered from the tags however well the
   tagger saw; for visual questions the count is the ceiling of what the tags can give.
+- **In the experts' output** (``in_experts``): a question whose reference answer (an
+  alternative) is a run of whole normalised words of a transcript segment, a translation or
+  an on-screen text item, or the name of a language heard. For speech and text questions the
+  count is the ceiling of what reading these findings can give; the rest need a word the
+  experts got wrong or something they do not report (how many speakers).
 - **Evidence precision**: among right answers, the share whose evidence has at least one
   item overlapping the reference moment (0.5 s tolerance each side). Reference moment by
   question kind: speech, the manifest's speech spans (with several spans, those whose text
@@ -425,6 +430,29 @@ def _forms(word: str) -> set[str]:
 
 def _same_word(a: str, b: str) -> bool:
     return bool(_forms(a) & _forms(b))
+
+
+def in_experts(reference: str, perception: Perception | None) -> bool:
+    """Whether a reference answer is in what the experts heard or read: an alternative is a
+    run of whole words of a transcript segment, a translation or an on-screen text item, or
+    the name of a language heard. Only such answers can be read off the experts' output;
+    the rest need what they got wrong (a misheard word) or never give (how many speakers)."""
+    if perception is None:
+        return False
+    from models.captioner.grounding import language_name
+
+    texts = [s.text for s in perception.transcript.segments]
+    if perception.translation is not None:
+        texts += [s.text for s in perception.translation.segments]
+    texts += [item.text for item in perception.text]
+    found = [tokens(t) for t in texts]
+    languages = {s.language for s in perception.transcript.segments if s.language}
+    found += [tokens(language_name(code)) for code in languages]
+    for alternative in reference_alternatives(reference):
+        wanted = tokens(alternative)
+        if wanted and any(_contains(words, wanted) for words in found):
+            return True
+    return False
 
 
 @functools.cache
@@ -947,7 +975,7 @@ def _new_counts() -> dict[str, int]:
     return dict.fromkeys(
         (
             "questions", "answered", "right", "exact", "confident_wrong", "no_answer", "errored",
-            "tag_nameable",
+            "tag_nameable", "in_experts",
         ),
         0,
     )  # fmt: skip
@@ -984,7 +1012,10 @@ def _order(kinds: Iterable[str]) -> list[str]:
 
 
 def _score_questions(
-    record: dict[str, Any], answers: Sequence[Answer] | None, duration: float
+    record: dict[str, Any],
+    answers: Sequence[Answer] | None,
+    duration: float,
+    perception: Perception | None = None,
 ) -> list[dict[str, Any]]:
     """One scored row per question of the record (``answers`` None: the file failed)."""
     rows = []
@@ -1008,6 +1039,7 @@ def _score_questions(
                 "reference_spans": [[round(s, 3), round(e, 3)] for s, e in spans],
                 "grounded": right and any(overlaps(e, spans) for e in evidence),
                 "tag_nameable": tag_nameable(reference),
+                "in_experts": in_experts(reference, perception),
             }
         )
     return rows
@@ -1072,7 +1104,10 @@ def evaluate_manifest(
         if duration <= 0 and prediction is not None and prediction.perception is not None:
             duration = prediction.perception.duration_s
         item["questions"] = _score_questions(
-            record, prediction.answers if prediction is not None else None, duration
+            record,
+            prediction.answers if prediction is not None else None,
+            duration,
+            prediction.perception if prediction is not None else None,
         )
         if prediction is not None:
             item.update(_describe(record, prediction))
@@ -1166,6 +1201,7 @@ def _aggregate(per_file: list[dict[str, Any]], records: list[dict[str, Any]]) ->
                 c["confident_wrong"] += row["answered"] and not row["right"]
                 c["no_answer"] += not failed and not row["answered"]
                 c["tag_nameable"] += row.get("tag_nameable") is not None
+                c["in_experts"] += bool(row.get("in_experts"))
                 if row["right"]:
                     e = evidence.setdefault(kind, _new_evidence())
                     e["right"] += 1
@@ -1390,6 +1426,16 @@ def markdown_report(report: dict[str, Any]) -> str:
         for k, c in [*qa["by_kind"].items(), ("overall", qa["overall"])]
     ]
     lines += _table(header, rows)
+    for kind in ("speech", "text"):
+        c = qa["by_kind"].get(kind)
+        if c and "in_experts" in c:
+            lines += [
+                "",
+                f"{kind.capitalize()} questions whose reference answer is in what the experts"
+                f" heard or read (a run of words of the transcript, a translation or the"
+                f" on-screen text, or a language heard; `in_experts`): {c['in_experts']} of"
+                f" {c['questions']}, the most a perfect reader of these findings could get.",
+            ]
     visual = qa["by_kind"].get("visual")
     if visual and "tag_nameable" in visual:
         lines += [

@@ -11,13 +11,14 @@ import pytest
 
 from models.captioner.answers import NO_ANSWER, Answer, Evidence
 from models.media.errors import MediaError, MediaErrorCode
-from models.perception.result import Perception, Tag, TextItem
+from models.perception.result import Perception, SpeechSegment, Tag, TextItem, Transcript
 from models.training.evaluate_real import (
     VideoPrediction,
     answer_matches,
     evaluate_manifest,
     exact_match,
     hallucination,
+    in_experts,
     markdown_report,
     named_visible,
     normalise,
@@ -303,6 +304,22 @@ def test_what_the_experts_found_supports_a_word() -> None:
     found = hallucination(description, DOG_SPEECH, perception)
     assert found["unsupported"] == ["sign"]
     assert set(hallucination(description, DOG_SPEECH, None)["unsupported"]) > {"retriever"}
+
+
+def test_in_experts_says_which_answers_the_findings_hold() -> None:
+    said = SpeechSegment(0.0, 3.0, "She had a dark suit in greasy washwater.", "en", 0.9)
+    heard = Perception(
+        duration_s=6.0,
+        transcript=Transcript(language="en", segments=(said,)),
+        text=(TextItem(3.0, 6.0, "GO FORWARD TEN METERS", 0.9),),
+    )
+    assert in_experts("a dark suit", heard)  # a run of the transcript's words
+    assert in_experts("go forward 10 meters", heard)  # of the screen text, numbers normalised
+    assert in_experts("English", heard)  # the language heard
+    assert not in_experts("greasy wash water", heard)  # what Whisper misheard
+    assert not in_experts("suit dark", heard)  # words, not a run
+    assert not in_experts("1", heard)  # how many speakers: no expert says
+    assert not in_experts("a dark suit", None)
 
 
 def test_sound_claims_are_checked_against_the_soundtrack() -> None:
