@@ -125,34 +125,43 @@ class CopyRules:
                 allowed.add(src.tokens[nxt])
         return allowed or {self.quote_id}
 
+    def _word_runs(self, src: _Source, i: int, max_tokens: int) -> list[int]:
+        """The last indices j of the whole-word runs i..j of one piece's content a quote may
+        hold (none unless i opens a word with a letter or digit)."""
+        n = len(src.tokens)
+        tok = src.tokens[i]
+        if not src.content[i] or self.continuation[tok] or not self.wordlike[tok]:
+            return []
+        out = []
+        for j in range(i, min(n, i + max_tokens)):
+            if not src.content[j] or src.units[j] != src.units[i]:
+                break
+            ends = j + 1 >= n or src.units[j + 1] != src.units[j]
+            if ends or not self.continuation[src.tokens[j + 1]]:
+                out.append(j)
+        return out
+
     def quotable_spans(self, row: int, max_tokens: int) -> list[tuple[int, int]]:
         """Every run of whole words of one piece's content that a quote may hold, as the
         encoder positions (first, last) of its first and last word piece; at most
         ``max_tokens`` pieces, and never through an unknown piece."""
         src = self.sources[row]
-        n = len(src.tokens)
-        out: list[tuple[int, int]] = []
-        for i in range(n):
-            tok = src.tokens[i]
-            if not src.content[i] or self.continuation[tok] or not self.wordlike[tok]:
-                continue
-            for j in range(i, min(n, i + max_tokens)):
-                if not src.content[j] or src.units[j] != src.units[i]:
-                    break
-                ends = j + 1 >= n or src.units[j + 1] != src.units[j]
-                if ends or not self.continuation[src.tokens[j + 1]]:
-                    out.append((src.index[i], src.index[j]))
-        return out
+        return [
+            (src.index[i], src.index[j])
+            for i in range(len(src.tokens))
+            for j in self._word_runs(src, i, max_tokens)
+        ]
 
     def locate(self, row: int, run: list[int], max_tokens: int) -> tuple[int, int] | None:
         """Where the inputs hold the quote ``run`` (its first occurrence), as in
         :meth:`quotable_spans`; None when they do not."""
         src = self.sources[row]
-        at = {p: i for i, p in enumerate(src.index)}
-        for first, last in self.quotable_spans(row, max_tokens):
-            i, j = at[first], at[last]
-            if src.tokens[i : j + 1] == run:
-                return first, last
+        last = len(run) - 1
+        for i in src.positions.get(run[0], ()) if run else ():
+            if src.tokens[i : i + len(run)] == run and i + last in self._word_runs(
+                src, i, max_tokens
+            ):
+                return src.index[i], src.index[i + last]
         return None
 
     def apply(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

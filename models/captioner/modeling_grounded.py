@@ -464,8 +464,9 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Start and end scores (N, S) of the encoder positions of ``rows`` (N,) as a quote's
         first and last word piece, asked by the decoder states ``queries`` (N, d) at the
-        opening quotes; -inf where nothing may be quoted."""
+        opening quotes; -inf where nothing may be quoted (not speech or on-screen text)."""
         states = encoded.states[rows]  # (N, S, d)
+        quotable = encoded.quotable()[rows]
         d = states.shape[-1]
         out = []
         for query, key in (
@@ -473,7 +474,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             (self.span_end_query, self.span_end_key),
         ):
             score = (key(states) @ query(queries).unsqueeze(-1)).squeeze(-1) / math.sqrt(d)
-            out.append(score.float().masked_fill(~encoded.copyable[rows], float("-inf")))
+            out.append(score.float().masked_fill(~quotable, float("-inf")))
         return out[0], out[1]
 
     def pick_span(
@@ -504,6 +505,21 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         ):
             _copy_linear(query, self.copy_query.weight, self.copy_query.bias)
             _copy_linear(key, self.copy_key.weight, self.copy_key.bias)
+
+    def quote_targets(self, encoded: EncodedInputs, labels: torch.Tensor) -> torch.Tensor:
+        """(Q, 4): each target quote that the inputs hold verbatim, as (example, decoder
+        position of its opening quote's state, first, last encoder position)."""
+        rules = self.copy_rules(encoded)
+        out = []
+        for row, seq in enumerate(labels.tolist() if rules is not None else []):
+            assert rules is not None
+            marks = [i for i, tok in enumerate(seq) if tok == rules.quote_id]
+            for open_at, close_at in zip(marks[::2], marks[1::2], strict=False):
+                run = seq[open_at + 1 : close_at]
+                found = rules.locate(row, run, self.config.max_quote_tokens)
+                if found is not None:
+                    out.append([row, open_at + 1, *found])
+        return torch.tensor(out, dtype=torch.long, device=labels.device).reshape(-1, 4)
 
     def span_loss(
         self, encoded: EncodedInputs, states: torch.Tensor, spans: torch.Tensor
@@ -554,7 +570,7 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
             evidence: (B, U) float, 1 at the units the answer rests on (rows of zeros: none).
             audio_classes: (B, T) index into AUDIO_CLASSES per frame, -100 where unknown.
             quote_spans: (Q, 4) the target quotes found in the inputs (see :meth:`span_loss`);
-                used when the config has ``quote_spans``.
+                with the config's ``quote_spans`` and None, :meth:`quote_targets` finds them.
             loss_weights: Weights of the ``evidence``, ``audio`` and ``span`` losses (default
                 1, 0.5, 0.5).
             inputs: :meth:`encode`'s arguments.
@@ -581,8 +597,11 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                 audio_classes.flatten(),
                 ignore_index=-100,
             )
-        if self.config.quote_spans and quote_spans is not None and len(quote_spans):
-            losses["span"] = weights["span"] * self.span_loss(encoded, states, quote_spans)
+        if self.config.quote_spans:
+            if quote_spans is None:
+                quote_spans = self.quote_targets(encoded, labels)
+            if len(quote_spans):
+                losses["span"] = weights["span"] * self.span_loss(encoded, states, quote_spans)
         return GroundedOutput(
             loss=sum(losses.values()),  # type: ignore[arg-type]
             losses=losses,
@@ -643,10 +662,9 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                             first, last = span
                             forced[row] = encoded.source_ids[row, first : last + 1].tolist()
                             forced[row].append(rules.quote_id)
-                            unit = encoded.units[row, first]
-                            quotable[row] = [
-                                c for c in quotable[row] if encoded.units[row, c[0]] != unit
-                            ]
+                            unit = encoded.units[row].tolist()
+                            left = [c for c in quotable[row] if unit[c[0]] != unit[first]]
+                            quotable[row] = left
                     if forced[row]:
                         step[row] = forced[row].pop(0)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)

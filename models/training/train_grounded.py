@@ -13,7 +13,8 @@ What trains and what is frozen (measured on the 2-core CPU; see the model card):
   cross-attention, the copy pointer, the evidence scorer and the audio stream's sound head.
 
 Objectives: the answer or description tokens (with copying), the evidence units each answer
-rests on, and the sound class of each frame (the world's ground truth, an auxiliary head).
+rests on, the sound class of each frame (the world's ground truth, an auxiliary head) and, for
+a model with a span head, the first and last piece of each target quote in the inputs.
 A run directory holds ``metrics.jsonl``, ``checkpoint/`` (model + ``trainer_state.pt``) and,
 at the end, ``final/``; ``--resume`` continues from ``checkpoint/``.
 """
@@ -49,11 +50,7 @@ from models.captioner.grounding import (
     mels_at,
     pack,
 )
-from models.captioner.modeling_grounded import (
-    EncodedInputs,
-    GroundedCaptionerModel,
-    build_grounded,
-)
+from models.captioner.modeling_grounded import GroundedCaptionerModel, build_grounded
 
 SAMPLE_RATE = 16_000
 
@@ -189,11 +186,11 @@ class GroundedTrainer:
             self.model = GroundedCaptionerModel.from_pretrained(resume, dtype=torch.float32)
         elif args.init:  # go on from a finished model (its vocabulary too), new optimizer
             overrides = json.loads(args.model_config or "{}")  # e.g. {"quote_spans": true}
-            self.model = GroundedCaptionerModel.from_pretrained(
-                args.init, dtype=torch.float32, **overrides
-            )
-            had = json.loads((Path(args.init) / "config.json").read_text())
-            if self.model.config.quote_spans and not had.get("quote_spans"):
+            found: Any = GroundedCaptionerModel.from_pretrained(
+                args.init, dtype=torch.float32, output_loading_info=True, **overrides
+            )  # the model, and what loading found missing
+            self.model = found[0]
+            if any(k.startswith("span_") for k in found[1]["missing_keys"]):  # a new span head
                 self.model.start_spans_from_pointer()
             config = self.model.config  # type: ignore[assignment]  # a GroundedCaptionerConfig
         else:
@@ -288,38 +285,8 @@ class GroundedTrainer:
         inputs["labels"] = labels
         inputs["evidence"] = evidence_targets(packed, [e.evidence for e in examples])
         inputs["audio_classes"] = sound
-        if cfg.quote_spans:
-            inputs["quote_spans"] = self.quote_targets(packed.inputs, labels)
         inputs["_packed"] = packed
         return inputs, examples
-
-    def quote_targets(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        """(Q, 4): each target quote that the inputs hold verbatim, as (example, decoder
-        position of its opening quote, first, last encoder position) for the span head."""
-        model = self.model
-        b, t = inputs["frame_classes"].shape[:2]
-        text_ids = inputs["text_ids"]
-        zeros = torch.zeros(b, t, dtype=text_ids.dtype)
-        encoded = EncodedInputs(
-            states=torch.empty(0), mask=torch.empty(0), gates=None, audio_logits=torch.empty(0),
-            source_ids=torch.cat([zeros, text_ids], 1),
-            copyable=torch.cat([torch.zeros(b, t, dtype=torch.bool), inputs["text_mask"]], 1),
-            units=torch.cat([inputs["frame_units"], inputs["text_units"]], 1),
-            kinds=torch.cat([torch.zeros_like(zeros), inputs["text_kinds"]], 1),
-        )  # fmt: skip
-        rules = model.copy_rules(encoded)
-        if rules is None:
-            return torch.zeros(0, 4, dtype=torch.long)
-        out = []
-        for row, seq in enumerate(labels.tolist()):
-            marks = [i for i, tok in enumerate(seq) if tok == rules.quote_id]
-            for open_at, close_at in zip(marks[::2], marks[1::2], strict=False):
-                found = rules.locate(
-                    row, seq[open_at + 1 : close_at], model.config.max_quote_tokens
-                )
-                if found is not None:
-                    out.append([row, open_at + 1, *found])
-        return torch.tensor(out, dtype=torch.long).reshape(-1, 4)
 
     def lr_at(self) -> float:
         """Linear warm-up, then cosine decay over the time budget."""

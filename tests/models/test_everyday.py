@@ -309,7 +309,9 @@ def test_the_span_head_is_taught_nearly_every_quote_of_the_targets(
     quotes = found = 0
     for i in range(0, len(examples), 32):
         inputs, chunk = trainer.batch("train", examples[i : i + 32])
-        spans = inputs["quote_spans"]
+        with torch.no_grad():
+            encoded = trainer.model.encode(**inputs["_packed"].inputs)
+        spans = trainer.model.quote_targets(encoded, inputs["labels"])
         source = torch.cat([torch.zeros_like(inputs["frame_units"]), inputs["text_ids"]], dim=1)
         labels = inputs["labels"]
         for row, at, first, last in spans.tolist():

@@ -337,21 +337,28 @@ def test_a_transcript_segment_is_read_one_sentence_a_piece() -> None:
     assert sentences(0.0, 2.0, "just one sentence", None) == [(0.0, 2.0, "just one sentence", None)]
 
 
+def span_model(bert: Path) -> tuple[GroundedCaptionerModel, dict[str, torch.Tensor]]:
+    """A tiny model with the span head, and the packed inputs of one question about
+    :func:`context`."""
+    torch.manual_seed(0)
+    config = tiny_config(bert)
+    config.quote_spans = True
+    model = build_grounded(config, class_names=CLASSES)
+    packed = pack(
+        [context()], ["what did anna buy?"], PieceCache(model.text_encoder),
+        max_frames=8, max_question_tokens=16, max_context_tokens=48,
+    )  # fmt: skip
+    return model, packed.inputs
+
+
 def test_a_quote_is_picked_whole_by_the_span_head(tiny_bert_dir: Path) -> None:
     # Whatever its weights, a model with the span head quotes a run of whole words of one
     # piece's content (never the question or a label), and closes the quote after it.
-    torch.manual_seed(0)
-    config = tiny_config(tiny_bert_dir)
-    config.quote_spans = True
-    model = build_grounded(config, class_names=CLASSES).eval()
+    model, inputs = span_model(tiny_bert_dir)
+    model.eval()
     tok = model.text_encoder.tokenizer
     quote = tok.convert_tokens_to_ids('"')
-    cache = PieceCache(model.text_encoder)
-    packed = pack(
-        [context()], ["what did anna buy?"], cache,
-        max_frames=8, max_question_tokens=16, max_context_tokens=48,
-    )  # fmt: skip
-    encoded = model.encode(**packed.inputs)
+    encoded = model.encode(**inputs)
     with torch.no_grad():
         model.final_logits_bias[quote] = 1e4  # the decoder opens a quote first
     ids, _ = model.greedy(encoded)
@@ -371,28 +378,21 @@ def test_a_quote_is_picked_whole_by_the_span_head(tiny_bert_dir: Path) -> None:
 
 
 def test_the_span_head_learns_from_the_quotes_of_the_targets(tiny_bert_dir: Path) -> None:
-    torch.manual_seed(0)
-    config = tiny_config(tiny_bert_dir)
-    config.quote_spans = True
-    model = build_grounded(config, class_names=CLASSES).train()
+    model, inputs = span_model(tiny_bert_dir)
+    model.train()
     tok = model.text_encoder.tokenizer
-    cache = PieceCache(model.text_encoder)
-    packed = pack(
-        [context()], ["what did anna buy?"], cache,
-        max_frames=8, max_question_tokens=16, max_context_tokens=48,
-    )  # fmt: skip
     labels = tok(['"three apples"'], return_tensors="pt")["input_ids"][:, 1:]
-    source = torch.cat(
-        [torch.zeros_like(packed.inputs["frame_units"]), packed.inputs["text_ids"]], 1
-    )[0].tolist()
+    source = torch.cat([torch.zeros_like(inputs["frame_units"]), inputs["text_ids"]], 1)[0].tolist()
     first = next(
         i for i, t in enumerate(source) if t == tok.convert_tokens_to_ids("three")
     )  # the transcript's "three" (the question has none)
     spans = torch.tensor([[0, 1, first, first + 1]])
+    with torch.no_grad():  # what training finds by itself when no spans are given
+        assert model.quote_targets(model.encode(**inputs), labels).tolist() == spans.tolist()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     for _ in range(30):
-        out = model(labels=labels, quote_spans=spans, **packed.inputs)
+        out = model(labels=labels, quote_spans=spans, **inputs)
         assert out.losses is not None and "span" in out.losses
         losses.append(float(out.losses["span"].detach()))
         optimizer.zero_grad()
@@ -401,5 +401,5 @@ def test_the_span_head_learns_from_the_quotes_of_the_targets(tiny_bert_dir: Path
         optimizer.step()
     assert losses[-1] < 0.2 * losses[0]
     model.eval()
-    ids, _ = model.greedy(model.encode(**packed.inputs))
+    ids, _ = model.greedy(model.encode(**inputs))
     assert tok.decode(ids[0], skip_special_tokens=True).replace(" ", "") == '"threeapples"'
