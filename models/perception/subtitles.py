@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from models.perception.languages import spaceless
 from models.perception.result import SpeechSegment, Transcript
 
 # ASCII, then the CJK full-width forms (written as escapes: they look like ASCII).
@@ -45,12 +46,20 @@ def _tokens(segment: SpeechSegment) -> list[_Token]:
     return out
 
 
+def _unspaced(char: str) -> bool:
+    """A character of a script written without spaces, or its full-width punctuation."""
+    return spaceless(char) or 0x3000 <= ord(char) <= 0x303F or 0xFF00 <= ord(char) <= 0xFFEF
+
+
 def _lines(tokens: list[_Token], max_chars: int) -> list[str]:
-    """Words wrapped into lines of at most ``max_chars`` (a longer word gets its own line)."""
+    """Words wrapped into lines of at most ``max_chars`` (a longer word gets its own line).
+    Words join with a space, except between characters of Chinese or Japanese (Whisper's
+    words there are characters: "廣州市、佛地產", not "廣 州 市、 佛 地 產")."""
     lines: list[str] = []
     for token in tokens:
-        if lines and len(lines[-1]) + 1 + len(token.text) <= max_chars:
-            lines[-1] += " " + token.text
+        gap = "" if lines and _unspaced(lines[-1][-1]) and _unspaced(token.text[0]) else " "
+        if lines and len(lines[-1]) + len(gap) + len(token.text) <= max_chars:
+            lines[-1] += gap + token.text
         else:
             lines.append(token.text)
     return lines

@@ -89,3 +89,16 @@ def test_empty_transcript_and_empty_text_give_no_cues():
     assert speech_cues(Transcript()) == []
     blank = SpeechSegment(0.0, 1.0, "  ", "en", 0.5)
     assert speech_cues(Transcript("en", 1.0, (blank,))) == []
+
+
+def test_chinese_words_are_joined_without_spaces() -> None:
+    # Whisper's words of Chinese speech are characters; the cue reads as the sentence does
+    chars = list("廣州市、佛地產中間協會分析")
+    words = tuple(Word(0.2 * i, 0.2 * (i + 1), c, 0.9) for i, c in enumerate(chars))
+    segment = SpeechSegment(0.0, words[-1].end, "".join(chars), "zh", 0.9, 0.0, words)
+    cues = speech_cues(Transcript("zh", 0.99, (segment,)))
+    assert "".join(c["text"].replace("\n", "") for c in cues) == "廣州市、佛地產中間協會分析"
+    assert all(" " not in c["text"] for c in cues)
+    # and English words beside Chinese ones still get their spaces
+    mixed = timed_segment("Guangzhou is 廣州")
+    assert speech_cues(Transcript("en", 0.9, (mixed,)))[0]["text"] == "Guangzhou is 廣州"
