@@ -13,6 +13,8 @@ applied to the scores before each greedy step, make that impossible without retr
 - **A quote holds no unknown piece.** A character the vocabulary lacks reads as ``[UNK]``,
   which decoding drops: a quote through it would join the characters either side of a gap
   (Chinese "州 地" out of "廣州市佛地產"). It ends before one instead.
+- **No piece is quoted twice** in one text ('the text "sunrise ranch" appears, later
+  "sunrise"' claimed a second sign): once every piece was quoted, no quote opens.
 - **No word twice in a row** unless the inputs have it twice in a row ("so so" may be said).
 
 The rules only ever remove choices; when they leave none (a forced continuation that the
@@ -104,16 +106,40 @@ class CopyRules:
             src.positions = dict(found)
             self.sources.append(src)
 
-    def _quote_choices(self, src: _Source, run: list[int]) -> set[int]:
-        """What may follow ``run`` inside a quote."""
+    def quoted_units(self, row: int, seq: list[int]) -> set[int]:
+        """The pieces (units) that the closed quotes of the decoded ``seq`` were taken from."""
+        src = self.sources[row]
+        marks = [i for i, t in enumerate(seq) if t == self.quote_id]
+        out: set[int] = set()
+        for a, b in zip(marks[::2], marks[1::2], strict=False):
+            run = seq[a + 1 : b]
+            for p in src.positions.get(run[0], ()) if run else ():
+                if (
+                    src.tokens[p : p + len(run)] == run
+                    and src.units[p + len(run) - 1] == src.units[p]
+                ):
+                    out.add(src.units[p])
+        return out
+
+    def _quote_choices(self, src: _Source, run: list[int], quoted: set[int]) -> set[int]:
+        """What may follow ``run`` inside a quote (from a piece not in ``quoted``)."""
         if not run:  # a quote opens on the first piece of a word, with a letter or digit
-            starts = {t for t in src.positions if not self.continuation[t] and self.wordlike[t]}
+            starts = {
+                src.tokens[p]
+                for ps in src.positions.values()
+                for p in ps
+                if src.units[p] not in quoted
+                and not self.continuation[src.tokens[p]]
+                and self.wordlike[src.tokens[p]]
+            }
             return starts or {self.quote_id}
         allowed: set[int] = set()
         k = len(run)
         for p in src.positions.get(run[-1], ()):
             first = p - k + 1
             if first < 0 or not src.content[first] or src.units[first] != src.units[p]:
+                continue
+            if src.units[p] in quoted:
                 continue
             if src.tokens[first : p + 1] != run:
                 continue
@@ -173,10 +199,13 @@ class CopyRules:
             if seq and seq[-1] not in src.doubled:
                 out[row, seq[-1]] = float("-inf")  # no word twice in a row
             quotes = [i for i, t in enumerate(seq) if t == self.quote_id]
-            if len(quotes) % 2 == 0 and not src.positions:
-                out[row, self.quote_id] = float("-inf")  # nothing was read that could be quoted
+            quoted = self.quoted_units(row, seq)
+            if len(quotes) % 2 == 0 and all(
+                src.units[p] in quoted for ps in src.positions.values() for p in ps
+            ):  # nothing was read that could be quoted, or every piece was quoted already
+                out[row, self.quote_id] = float("-inf")
             if len(quotes) % 2 == 1:
-                allowed = self._quote_choices(src, seq[quotes[-1] + 1 :])
+                allowed = self._quote_choices(src, seq[quotes[-1] + 1 :], quoted)
                 keep = torch.full_like(out[row], float("-inf"))
                 index = torch.tensor(sorted(allowed), dtype=torch.long, device=out.device)
                 keep[index] = out[row, index]

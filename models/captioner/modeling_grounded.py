@@ -628,10 +628,6 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
         rules = self.copy_rules(encoded)
         spans = rules is not None and self.config.quote_spans
         forced: list[list[int]] = [[] for _ in range(b)]  # the rest of a quote picked whole
-        quotable: list[list[tuple[int, int]]] = []  # per row: the spans not quoted yet
-        if spans:
-            assert rules is not None
-            quotable = [rules.quotable_spans(row, self.config.max_quote_tokens) for row in range(b)]
         for _ in range(limit):
             h, logprobs = self.decode(encoded, ids, last_only=True)
             scores = logprobs[:, -1]
@@ -646,25 +642,24 @@ class GroundedCaptionerModel(GroundedCaptionerPreTrainedModel):
                 scores = self._whole_words(scores, ids, encoded)
             if rules is not None:
                 scores = rules.apply(scores, ids)
-            if spans:  # no piece is quoted twice: once all were, no quote opens
-                assert rules is not None
-                for row in range(b):
-                    if not quotable[row]:
-                        scores[row, rules.quote_id] = float("-inf")
             step = scores.argmax(-1)
             if spans:
                 assert rules is not None
                 for row, seq in enumerate(ids[:, 1:].tolist()):
                     opened = bool(seq) and seq[-1] == rules.quote_id
                     if opened and not forced[row] and seq.count(rules.quote_id) % 2 == 1:
-                        span = self.pick_span(encoded, row, h[row, -1], quotable[row])
+                        quoted = rules.quoted_units(row, seq)  # no piece twice
+                        unit = encoded.units[row].tolist()
+                        candidates = [
+                            c
+                            for c in rules.quotable_spans(row, self.config.max_quote_tokens)
+                            if unit[c[0]] not in quoted
+                        ]
+                        span = self.pick_span(encoded, row, h[row, -1], candidates)
                         if span is not None:
                             first, last = span
                             forced[row] = encoded.source_ids[row, first : last + 1].tolist()
                             forced[row].append(rules.quote_id)
-                            unit = encoded.units[row].tolist()
-                            left = [c for c in quotable[row] if unit[c[0]] != unit[first]]
-                            quotable[row] = left
                     if forced[row]:
                         step[row] = forced[row].pop(0)
             step = torch.where(done, torch.full_like(step, dc.pad_token_id), step)

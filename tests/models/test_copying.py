@@ -142,3 +142,13 @@ def test_a_quote_holds_words_said_or_shown_never_a_tag_name() -> None:
     tag_starts = 4 + len(SPEECH)  # 2 video positions, 2 question tokens, the transcript
     assert all(last < tag_starts for _, last in r.quotable_spans(0, max_tokens=40))
     assert r.locate(0, [WATER], max_tokens=40) == (tag_starts - 1, tag_starts - 1)
+
+
+def test_no_piece_is_quoted_twice_in_one_text() -> None:
+    r = rules([COLON, SHE, HAD], [COLON, DARK, SUIT])
+    # "she had" was quoted: a second quote opens only on the other piece
+    assert allowed(r, [QUOTE, SHE, HAD, QUOTE, A, QUOTE]) == {DARK, SUIT}
+    assert r.quoted_units(0, [QUOTE, SHE, HAD, QUOTE]) == {0}
+    # with both pieces quoted, no quote opens
+    both = [QUOTE, HAD, QUOTE, A, QUOTE, SUIT, QUOTE]
+    assert QUOTE not in allowed(r, both) and SEP in allowed(r, both)
